@@ -1,0 +1,31 @@
+# One-command entry points. `make demo` and `make test` each set everything up from scratch.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ACCELERATE := $(VENV)/bin/accelerate
+
+.PHONY: setup demo test test-fast lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(ACCELERATE) launch --config_file accelerate_configs/cpu.yaml recipes/train.py --config recipes/configs/demo.yaml
+
+test: setup
+	$(PY) -m ruff check skinacc recipes tests
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+lint: setup
+	$(PY) -m ruff check skinacc recipes tests
+	$(PY) -m ruff format --check skinacc recipes tests
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache

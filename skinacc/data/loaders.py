@@ -1,0 +1,93 @@
+"""DataLoaders that behave under ``accelerate launch``.
+
+Build plain ``torch.utils.data.DataLoader`` objects here and hand them to ``accelerator.prepare``: it
+shards batches across processes, moves them to the device and (with ``use_seedable_sampler``) makes
+the shuffle order a pure function of ``(seed, epoch)``, which is what exact resumption needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from skinacc.data.transforms import ImageTransform
+
+__all__ = ["build_dataloader", "collate_skin", "default_num_workers", "get_transform"]
+
+logger = logging.getLogger(__name__)
+
+
+def default_num_workers(requested: int, num_processes: int = 1) -> int:
+    """Cap workers so all processes on a node together use at most the node's CPU cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(requested, max(1, cores // max(1, num_processes))))
+
+
+def collate_skin(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack samples, leaving out any whose image failed to decode (already warned about)."""
+    good = [s for s in samples if s["pixel_values"] is not None]
+    if not good:
+        return {
+            "pixel_values": torch.empty(0, dtype=torch.uint8),
+            "labels": torch.empty(0, dtype=torch.long),
+            "sample_id": torch.empty(0, dtype=torch.long),
+        }
+    return {
+        "pixel_values": torch.stack([s["pixel_values"] for s in good]),
+        "labels": torch.tensor([int(s["labels"]) for s in good], dtype=torch.long),
+        "sample_id": torch.tensor([int(s["sample_id"]) for s in good], dtype=torch.long),
+    }
+
+
+def get_transform(dataset) -> ImageTransform | None:
+    """The :class:`ImageTransform` attached to a ``datasets.Dataset`` by ``set_transforms``, if any."""
+    fmt = getattr(dataset, "format", None) or {}
+    t = (fmt.get("format_kwargs") or {}).get("transform")
+    return t if isinstance(t, ImageTransform) else None
+
+
+def build_dataloader(
+    dataset,
+    batch_size: int,
+    train: bool,
+    num_workers: int = 4,
+    pin_memory: bool = True,
+    persistent_workers: bool = True,
+    prefetch_factor: int = 4,
+    seed: int = 0,
+    drop_last: bool | None = None,
+) -> DataLoader:
+    """A DataLoader over a transformed ``datasets.Dataset``.
+
+    Args:
+        dataset: A split with transforms set (see :func:`skinacc.data.set_transforms`).
+        batch_size: Per-process batch size.
+        train: Shuffle (and drop an incomplete last batch) when True.
+        num_workers: Worker processes; 0 loads in the main process.
+        pin_memory: Pin host memory; only takes effect when CUDA is available.
+        persistent_workers: Keep workers between epochs (only with workers).
+        prefetch_factor: Batches each worker prepares ahead (only with workers).
+        seed: Seeds the shuffle generator (accelerate's seedable sampler adds the epoch).
+        drop_last: Override the default (True for training when the split exceeds one batch).
+    """
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    kwargs: dict[str, Any] = {}
+    if num_workers > 0:
+        kwargs.update(persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        num_workers=num_workers,
+        pin_memory=pin_memory and torch.cuda.is_available(),
+        # Drop a ragged last training batch (a batch of 1 breaks BatchNorm), unless that drops all.
+        drop_last=(train and len(dataset) > batch_size) if drop_last is None else drop_last,
+        collate_fn=collate_skin,
+        generator=gen,
+        **kwargs,
+    )
