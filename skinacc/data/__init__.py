@@ -5,7 +5,13 @@ from skinacc.data.loaders import build_dataloader, collate_skin, default_num_wor
 from skinacc.data.sources import BadFile, DataReport, SkinData, load_skin_dataset, scan_image_folder
 from skinacc.data.splits import split_indices, stratified_split
 from skinacc.data.synthetic import SyntheticSpec, generate_synthetic_dataset, synthetic_class_names
-from skinacc.data.transforms import BatchNormalizer, DataConfig, ImageTransform, resolve_data_config, set_transforms
+from skinacc.data.transforms import (
+    BatchNormalizer,
+    DataConfig,
+    ImageTransform,
+    resolve_data_config,
+    set_transforms,
+)
 
 __all__ = [
     "BadFile",

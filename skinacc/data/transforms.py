@@ -191,13 +191,15 @@ class BatchNormalizer:
     def __init__(self, cfg: DataConfig, device: torch.device | str = "cpu", channels_last: bool = False, dtype=torch.float32):
         self.device = torch.device(device)
         shape = (1, 3, 1, 1)
-        self.mean = torch.tensor([m * 255 for m in cfg.mean], device=self.device, dtype=dtype).view(shape)
-        self.inv_std = torch.tensor([1.0 / (s * 255) for s in cfg.std], device=self.device, dtype=dtype).view(shape)
+        # (x - mean) / std as x * scale + shift, in place on a fresh float copy: one pass, no temporaries.
+        self.scale = torch.tensor([1.0 / (s * 255) for s in cfg.std], device=self.device, dtype=dtype).view(shape)
+        self.shift = torch.tensor([-m / s for m, s in zip(cfg.mean, cfg.std)], device=self.device, dtype=dtype).view(shape)
         self.channels_last = channels_last
         self.dtype = dtype
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         x = pixels.to(self.device, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return (x.to(self.dtype) - self.mean) * self.inv_std
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        out = torch.empty(x.shape, dtype=self.dtype, device=self.device).contiguous(memory_format=fmt)
+        out.copy_(x)
+        return out.mul_(self.scale).add_(self.shift)

@@ -1,0 +1,297 @@
+"""The training step, the epoch and evaluation, measured.
+
+Works with any ``Accelerator`` set-up (one process, DDP, fp16/bf16 autocast, torch.compile): the model,
+optimizer and loaders are the prepared ones. Every figure a user sees is computed over all processes:
+training sums are reduced once per epoch, evaluation outputs are gathered with ``gather_for_metrics``
+so each sample counts exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from skinacc.data.transforms import BatchNormalizer
+
+__all__ = ["EvalOutput", "TrainState", "assert_ranks_agree", "build_optimizer", "evaluate", "peak_memory_mb", "reset_peak_memory", "train_one_epoch"]
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak accelerator memory allocated since the last reset (CUDA), else the process's peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+@dataclass
+class TrainState:
+    """Where training is, saved in every checkpoint so a resumed run continues exactly.
+
+    ``loss_sum``/``correct``/``seen`` are this process's running sums for the current epoch. A
+    checkpoint stores them reduced over all processes (see :meth:`snapshot`); on load, process 0 takes
+    the totals and the others start from zero, so the epoch-end reduction still gives the same numbers.
+    """
+
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    global_step: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    world_size: int = 1
+    process_index: int = 0
+    _saved_sums: tuple[float, int, int] | None = None
+
+    def start_epoch(self) -> None:
+        self.batch_in_epoch = 0
+        self.loss_sum, self.correct, self.seen = 0.0, 0, 0
+
+    def snapshot(self, accelerator) -> None:
+        """Reduce the running sums over processes; call on every rank right before ``save_state``."""
+        t = torch.tensor([float(self.loss_sum), float(self.correct), float(self.seen)], dtype=torch.float64, device=accelerator.device)
+        t = accelerator.reduce(t, reduction="sum")
+        self._saved_sums = (float(t[0]), int(t[1]), int(t[2]))
+
+    def state_dict(self) -> dict[str, Any]:
+        sums = self._saved_sums or (self.loss_sum, self.correct, self.seen)
+        return {
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "global_step": self.global_step,
+            "sums": sums,
+            "history": self.history,
+            "world_size": self.world_size,
+        }
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        self.epoch = int(sd["epoch"])
+        self.batch_in_epoch = int(sd["batch_in_epoch"])
+        self.global_step = int(sd["global_step"])
+        self.history = list(sd["history"])
+        self.saved_world_size = int(sd.get("world_size", 1))
+        loss_sum, correct, seen = sd["sums"]
+        if self.process_index == 0:
+            self.loss_sum, self.correct, self.seen = float(loss_sum), int(correct), int(seen)
+        else:
+            self.loss_sum, self.correct, self.seen = 0.0, 0, 0
+
+
+@dataclass
+class EvalOutput:
+    """Everything an evaluation produced, gathered over processes (each sample exactly once)."""
+
+    probs: np.ndarray
+    labels: np.ndarray
+    losses: np.ndarray
+    sample_ids: np.ndarray
+    seconds: float
+    images_per_sec: float
+
+    @property
+    def loss(self) -> float:
+        return float(self.losses.mean()) if len(self.losses) else float("nan")
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.probs.argmax(1) == self.labels).mean()) if len(self.labels) else float("nan")
+
+
+def train_one_epoch(
+    accelerator,
+    model: nn.Module,
+    loader,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    normalizer: BatchNormalizer,
+    state: TrainState,
+    *,
+    max_batches: int | None = None,
+    max_grad_norm: float | None = None,
+    on_step: Callable[[TrainState, torch.Tensor], None] | None = None,
+    desc: str = "train",
+) -> dict[str, float]:
+    """Train for one epoch (or the rest of one, after a resume).
+
+    Args:
+        accelerator: The ``Accelerator``.
+        model, optimizer, loader: Prepared by ``accelerator.prepare``; ``loader`` may already skip the
+            batches done before a resume.
+        loss_fn: Training criterion.
+        normalizer: Turns uint8 batches into normalised float on the device.
+        state: Progress and running sums, updated in place.
+        max_batches: Stop the epoch after this many batches in total (counting resumed ones).
+        max_grad_norm: Clip gradients to this norm when given.
+        on_step: Called after every optimizer step with the state and the (detached) batch loss.
+        desc: Progress-bar label.
+
+    Returns:
+        Epoch figures over all processes: ``loss``, ``accuracy``, ``images``, ``seconds``,
+        ``images_per_sec``, ``data_wait_s``, ``data_wait_pct``, ``step_time_ms``, ``peak_mem_mb``.
+    """
+    model.train()
+    device = accelerator.device
+    reset_peak_memory(device)
+    total = len(loader) + state.batch_in_epoch
+    if max_batches is not None:
+        total = min(total, max_batches)
+    bar = tqdm(total=total, initial=state.batch_in_epoch, desc=desc, disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True)
+    wait = 0.0
+    local_images = 0
+    steps_here = 0
+    t_start = time.perf_counter()
+    it = iter(loader)
+    while state.batch_in_epoch < total:
+        t0 = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            break
+        wait += time.perf_counter() - t0
+        labels = batch["labels"]
+        x = normalizer(batch["pixel_values"])
+        with accelerator.accumulate(model):
+            logits = model(x)
+            loss = loss_fn(logits, labels)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        n = labels.shape[0]
+        # Running sums stay on the device until the epoch ends: no host sync per step.
+        state.loss_sum += loss.detach() * n
+        state.correct += (logits.detach().argmax(1) == labels).sum()
+        state.seen += n
+        local_images += n
+        state.batch_in_epoch += 1
+        steps_here += 1
+        bar.update(1)
+        if accelerator.sync_gradients:
+            state.global_step += 1
+            if on_step is not None:
+                on_step(state, loss.detach())
+    bar.close()
+    _materialise(state)
+    seconds = time.perf_counter() - t_start
+    sums = torch.tensor([state.loss_sum, state.correct, state.seen, local_images, wait], dtype=torch.float64, device=device)
+    sums = accelerator.reduce(sums, reduction="sum")
+    loss_sum, correct, seen, images, wait_all = (float(v) for v in sums)
+    n_proc = accelerator.num_processes
+    return {
+        "loss": loss_sum / max(seen, 1),
+        "accuracy": correct / max(seen, 1),
+        "images": images,
+        "seconds": seconds,
+        "images_per_sec": images / seconds if seconds > 0 else 0.0,
+        "data_wait_s": wait_all / n_proc,
+        "data_wait_pct": 100.0 * (wait_all / n_proc) / seconds if seconds > 0 else 0.0,
+        "step_time_ms": 1000.0 * seconds / max(steps_here, 1),
+        "peak_mem_mb": peak_memory_mb(device),
+    }
+
+
+def _materialise(state: TrainState) -> None:
+    """Turn device-side running sums into Python numbers (one host sync)."""
+    for name in ("loss_sum", "correct", "seen"):
+        v = getattr(state, name)
+        if isinstance(v, torch.Tensor):
+            setattr(state, name, v.item() if name == "loss_sum" else int(v.item()))
+
+
+@torch.no_grad()
+def evaluate(
+    accelerator,
+    model: nn.Module,
+    loader,
+    normalizer: BatchNormalizer,
+    *,
+    tta_flip: bool = False,
+    desc: str = "eval",
+) -> EvalOutput:
+    """Predict a whole split; outputs are gathered so every sample counts exactly once.
+
+    Args:
+        accelerator: The ``Accelerator``.
+        model: Prepared model.
+        loader: Prepared evaluation loader (not shuffled).
+        normalizer: uint8 -> normalised float on the device.
+        tta_flip: Average the softmax of each image and its horizontal mirror.
+        desc: Progress-bar label.
+
+    Returns:
+        An :class:`EvalOutput` identical on every process.
+    """
+    model.eval()
+    probs, labels, losses, ids = [], [], [], []
+    t0 = time.perf_counter()
+    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True):
+        x = normalizer(batch["pixel_values"])
+        logits = model(x).float()
+        p = logits.softmax(1)
+        if tta_flip:
+            p = 0.5 * (p + model(torch.flip(x, dims=[3])).float().softmax(1))
+        y = batch["labels"]
+        # Loss from the (possibly averaged) probabilities, so TTA is reflected in it.
+        loss = nn.functional.nll_loss(torch.log(p.clamp_min(1e-12)), y, reduction="none")
+        gp, gy, gl, gi = accelerator.gather_for_metrics((p, y, loss, batch["sample_id"]))
+        probs.append(gp.cpu())
+        labels.append(gy.cpu())
+        losses.append(gl.cpu())
+        ids.append(gi.cpu())
+    seconds = time.perf_counter() - t0
+    cat = lambda xs, dt: torch.cat(xs).numpy().astype(dt) if xs else np.zeros((0,), dtype=dt)  # noqa: E731
+    out = EvalOutput(
+        probs=cat(probs, np.float64) if probs else np.zeros((0, 0)),
+        labels=cat(labels, np.int64),
+        losses=cat(losses, np.float64),
+        sample_ids=cat(ids, np.int64),
+        seconds=seconds,
+        images_per_sec=0.0,
+    )
+    out.images_per_sec = len(out.labels) / seconds if seconds > 0 else 0.0
+    return out
+
+
+def build_optimizer(model: nn.Module, name: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0, momentum: float = 0.9) -> torch.optim.Optimizer:
+    """The optimizer by name (seed: Adam, lr 1e-3). Weight decay skips biases and norm parameters."""
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or n.endswith(".bias") else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)
+    raise ValueError(f"--optimizer={name!r}: must be one of adam, adamw, sgd")
+
+
+def assert_ranks_agree(accelerator, value: float, name: str) -> None:
+    """Raise if processes hold different values for a decision input (e.g. the gathered val loss).
+
+    Cheap (one tiny gather per epoch) and it turns a silent DDP divergence into a clear error.
+    """
+    if accelerator.num_processes == 1:
+        return
+    t = torch.tensor([value], dtype=torch.float64, device=accelerator.device)
+    allv = accelerator.gather(t).cpu().tolist()
+    if any(v != allv[0] and not (math.isnan(v) and math.isnan(allv[0])) for v in allv):
+        raise RuntimeError(f"processes disagree on {name}: {allv}")

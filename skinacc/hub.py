@@ -1,0 +1,269 @@
+"""Models in timm's Hugging Face Hub format: export, model card, load for inference, push.
+
+A folder holds ``config.json`` (architecture, num_classes, label_names, pretrained_cfg with mean, std,
+input size and crop), ``model.safetensors`` and a ``README.md`` model card. It loads with
+``timm.create_model("local-dir:<folder>", pretrained=True)`` (or ``hf-hub:<repo>`` once pushed) and
+with transformers' ``pipeline("image-classification", model=<folder>)``.
+
+``config.json`` deliberately carries no ``model_args.num_classes``: timm 1.0.31's ``save_for_hf`` writes
+it, and transformers' TimmWrapper then fails with "got multiple values for keyword argument
+'num_classes'".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from skinacc.data.transforms import DataConfig
+
+__all__ = ["load_model", "push_folder_to_hub", "save_timm_folder", "write_model_card"]
+
+logger = logging.getLogger(__name__)
+
+
+def _timm_config(model: nn.Module, label_names: list[str], data_cfg: DataConfig) -> dict[str, Any]:
+    src = dict(getattr(model, "pretrained_cfg", {}) or {})
+    arch = src.get("architecture") or type(model).__name__.lower()
+    pretrained_cfg = {
+        "architecture": arch,
+        "tag": src.get("tag"),
+        "input_size": [3, data_cfg.image_size, data_cfg.image_size],
+        "fixed_input_size": bool(src.get("fixed_input_size", False)),
+        "interpolation": data_cfg.interpolation,
+        "crop_pct": data_cfg.crop_pct,
+        "crop_mode": "center",
+        "mean": list(data_cfg.mean),
+        "std": list(data_cfg.std),
+        "num_classes": len(label_names),
+        "pool_size": src.get("pool_size"),
+        "first_conv": src.get("first_conv"),
+        "classifier": src.get("classifier", "classifier"),
+    }
+    cfg = {
+        "architecture": arch,
+        "num_classes": len(label_names),
+        "num_features": int(getattr(model, "num_features", 0)),
+        "global_pool": getattr(getattr(model, "global_pool", None), "pool_type", None) or "avg",
+        "label_names": list(label_names),
+        "pretrained_cfg": {k: v for k, v in pretrained_cfg.items() if v is not None},
+    }
+    return cfg
+
+
+def save_timm_folder(
+    model: nn.Module,
+    folder: str | os.PathLike,
+    label_names: list[str],
+    data_cfg: DataConfig,
+    extra_files: dict[str, str] | None = None,
+) -> Path:
+    """Write a model in timm's Hub format, atomically (temp folder, then rename).
+
+    Args:
+        model: The (unwrapped) timm model.
+        folder: Destination; replaced if it exists.
+        label_names: Class names in classifier order.
+        data_cfg: Preprocessing the model was trained with.
+        extra_files: ``{file name: text}`` to add (e.g. ``README.md``, ``skinacc.json``).
+
+    Returns:
+        The folder.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if model.num_classes != len(label_names):
+        raise ValueError(f"model has {model.num_classes} classes but {len(label_names)} label names were given")
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+    try:
+        sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(sd, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(_timm_config(model, label_names, data_cfg), indent=2))
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+        old = folder.with_name(f".old-{folder.name}")
+        if folder.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        if old.exists():
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def write_model_card(
+    label_names: list[str],
+    architecture: str,
+    metrics: dict[str, float] | None = None,
+    training: dict[str, Any] | None = None,
+    dataset: str = "unspecified",
+    repo_id: str | None = None,
+) -> str:
+    """A model card (README.md with Hub metadata) for a skin-lesion classifier.
+
+    Args:
+        label_names: Classes, in classifier order.
+        architecture: timm architecture name.
+        metrics: Test metrics (e.g. ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``roc_auc_micro``).
+        training: Training set-up (epochs, batch, processes, precision, lr, pretrained source ...).
+        dataset: Name of the training data.
+        repo_id: Hub repository id, used in the usage snippet.
+
+    Returns:
+        Markdown text with a YAML front matter.
+    """
+    metrics = metrics or {}
+    training = training or {}
+    name = repo_id or "<repo-or-folder>"
+    model_index = ""
+    if metrics:
+        rows = "\n".join(
+            f"          - type: {k}\n            value: {float(v):.6f}\n            name: {k}" for k, v in metrics.items() if isinstance(v, int | float)
+        )
+        model_index = f"""model-index:
+  - name: {name}
+    results:
+      - task:
+          type: image-classification
+          name: Image Classification
+        dataset:
+          type: imagefolder
+          name: {json.dumps(dataset)}
+        metrics:
+{rows}
+"""
+    metric_table = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in metrics.items()) or "| (not evaluated) | |"
+    train_table = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in training.items()) or "| (not recorded) | |"
+    classes = ", ".join(f"`{c}`" for c in label_names)
+    return f"""---
+library_name: timm
+license: apache-2.0
+pipeline_tag: image-classification
+tags:
+  - image-classification
+  - timm
+  - skinacc
+  - dermatology
+{model_index}---
+
+# {name}
+
+A `{architecture}` skin-lesion image classifier over {len(label_names)} classes, trained with
+[skinacc](https://github.com/skinacc/skinacc) (Hugging Face Accelerate + timm) on **{dataset}**.
+
+**Not a medical device.** This model is for research and education. It has not been clinically
+validated, must not be used to diagnose, treat or triage patients, and can be confidently wrong,
+especially on skin tones, devices, body sites and conditions under-represented in its training data.
+
+## Classes
+{classes}
+
+## Test metrics
+| metric | value |
+|---|---|
+{metric_table}
+
+## Training set-up
+| setting | value |
+|---|---|
+{train_table}
+
+## Usage
+```python
+import timm, torch
+model = timm.create_model("hf-hub:{name}", pretrained=True).eval()   # or "local-dir:<folder>"
+cfg = timm.data.resolve_model_data_config(model)
+transform = timm.data.create_transform(**cfg, is_training=False)
+# probs = model(transform(img).unsqueeze(0)).softmax(-1)
+```
+```python
+from transformers import pipeline
+clf = pipeline("image-classification", model="{name}")
+```
+
+## Intended use and limitations
+- Intended for research on automated skin-lesion classification and for benchmarking training set-ups.
+- Trained on the images named above; performance on other populations, cameras or lesion types is unknown.
+- Class balance in training does not reflect clinical prevalence; probabilities are not calibrated risks.
+"""
+
+
+def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = False, commit_message: str = "Upload skinacc model") -> str:
+    """Create (if needed) and upload a model folder to the Hugging Face Hub.
+
+    Returns:
+        The URL of the commit.
+
+    Raises:
+        RuntimeError: The Hub cannot be reached or refuses the upload (network, token, permissions).
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    try:
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message=commit_message)
+    except Exception as e:
+        raise RuntimeError(f"--hub_model_id={repo_id!r}: upload of {folder} failed ({type(e).__name__}: {str(e)[:300]})") from e
+    return str(getattr(info, "commit_url", info))
+
+
+def load_model(spec: str, device: str | torch.device = "cpu") -> tuple[nn.Module, list[str], DataConfig]:
+    """Load a trained classifier for inference.
+
+    Args:
+        spec: A skinacc run directory (its ``best/`` export is used), a timm folder, ``local-dir:<folder>``,
+            or ``hf-hub:<repo>`` / a Hub repo id (online).
+        device: Where to put the model.
+
+    Returns:
+        ``(model in eval mode, label names, data config)``.
+
+    Raises:
+        FileNotFoundError: A local path that holds no model.
+    """
+    if spec.startswith(("local-dir:", "hf-hub:")):
+        name = spec
+    else:
+        p = Path(spec).expanduser()
+        if (p / "best" / "config.json").is_file():
+            p = p / "best"
+        if (p / "config.json").is_file():
+            name = f"local-dir:{p}"
+        elif p.exists() or spec.startswith((".", "/")):
+            raise FileNotFoundError(f"--model={spec!r}: no config.json (timm format) in {p} or {p / 'best'}")
+        else:
+            name = f"hf-hub:{spec}"
+    model = timm.create_model(name, pretrained=True)
+    cfg = model.pretrained_cfg
+    labels = cfg.get("label_names") or [str(i) for i in range(model.num_classes)]
+    size = int(cfg.get("input_size", (3, 224, 224))[-1])
+    crop_pct = float(cfg.get("crop_pct", 0.875))
+    data_cfg = DataConfig(
+        image_size=size,
+        resize_size=round(size / crop_pct),
+        mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
+        std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+        interpolation=cfg.get("interpolation", "bilinear"),
+        crop_pct=crop_pct,
+    )
+    return model.to(device).eval(), list(labels), data_cfg
