@@ -54,7 +54,10 @@ from skinacc.data import (
 )
 from skinacc.engine import TrainState, assert_ranks_agree, build_optimizer, evaluate, train_one_epoch
 from skinacc.hub import save_timm_folder
+from skinacc.metrics import compute_all
+from skinacc.metrics.report import format_metrics_table, scalar_metrics, write_evaluation
 from skinacc.models import create_model
+from skinacc.plots import plot_training_curves
 from skinacc.tracking import format_epoch_line, launch_info, run_identity, write_history, write_json
 
 logger = logging.getLogger("skinacc.train")
@@ -145,10 +148,11 @@ def main(argv: list[str] | None = None) -> dict:
         tr = train_one_epoch(accelerator, model, loader, optimizer, loss_fn, normalizer, state, max_batches=args.max_steps_per_epoch, max_grad_norm=args.max_grad_norm, on_step=on_step, desc=f"epoch {epoch + 1}")
         val = evaluate(accelerator, model, val_loader, normalizer, desc="validate")
         assert_ranks_agree(accelerator, val.loss, "validation loss")
+        val_metrics = compute_all(val.labels, val.probs, data.class_names, top_k=()) if len(val.labels) else {}
         lr = current_lr(optimizer)
         scheduler.step(val.loss)  # same gathered value on every rank: same decision everywhere
         improved = stopper.step(val.loss, epoch)
-        record = {"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"], "val_loss": val.loss, "val_accuracy": val.accuracy, "val_images": len(val.labels), "lr": lr, "images_per_sec": tr["images_per_sec"], "data_wait_pct": tr["data_wait_pct"], "step_time_ms": tr["step_time_ms"], "epoch_seconds": tr["seconds"], "peak_mem_mb": tr["peak_mem_mb"], "global_step": state.global_step, "is_best": improved}
+        record = {"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"], "val_loss": val.loss, "val_accuracy": val.accuracy, "val_balanced_accuracy": val_metrics.get("balanced_accuracy", float("nan")), "val_macro_f1": val_metrics.get("macro_f1", float("nan")), "val_roc_auc_macro": val_metrics.get("roc_auc_macro", float("nan")), "val_ece": val_metrics.get("ece", float("nan")), "val_images": len(val.labels), "lr": lr, "images_per_sec": tr["images_per_sec"], "data_wait_pct": tr["data_wait_pct"], "step_time_ms": tr["step_time_ms"], "epoch_seconds": tr["seconds"], "peak_mem_mb": tr["peak_mem_mb"], "global_step": state.global_step, "is_best": improved}
         state.history.append(record)
         if improved and accelerator.is_main_process:
             meta = {"skinacc.json": json.dumps({"epoch": epoch, "val_loss": val.loss, "val_accuracy": val.accuracy, "weights": weights.describe()}, indent=2)}
@@ -170,11 +174,19 @@ def main(argv: list[str] | None = None) -> dict:
 
         accelerator.unwrap_model(model, keep_torch_compile=False).load_state_dict(load_file(str(out / "best" / "model.safetensors")))
         test = evaluate(accelerator, model, test_loader, normalizer, tta_flip=args.tta_flip, desc="test")
-        summary |= {"test_loss": test.loss, "test_accuracy": test.accuracy, "test_images": len(test.labels)}
-        accelerator.print(f"test (best checkpoint, epoch {stopper.best_epoch + 1}): loss {test.loss:.4f} accuracy {test.accuracy:.4f} on {len(test.labels)} images")
-        accelerator.log({"test/loss": test.loss, "test/accuracy": test.accuracy}, step=state.global_step)
+        summary |= {"test_loss": test.loss, "test_images": len(test.labels)}
+        if accelerator.is_main_process:
+            row_of = {sid: i for i, sid in enumerate(data.dataset["test"]["sample_id"])}
+            paths = data.dataset["test"]["path"]
+            extra = {"model": model_args.model, "split": "test", "checkpoint": "best", "best_epoch": stopper.best_epoch, "tta_flip": args.tta_flip}
+            metrics = write_evaluation(out / "eval_test", test.labels, test.probs, data.class_names, [paths[row_of[int(s)]] for s in test.sample_ids], extra)
+            summary |= {f"test_{k}": v for k, v in scalar_metrics(metrics).items() if k != "num_samples"}
+            accelerator.print(format_metrics_table(metrics, f"test split, best checkpoint (epoch {stopper.best_epoch + 1})"))
+            accelerator.log({f"test/{k}": v for k, v in scalar_metrics(metrics).items()}, step=state.global_step)
     if accelerator.is_main_process:
         write_json(out / "summary.json", summary)
+        if state.history:
+            plot_training_curves(state.history, out / "training_curves.png")
     accelerator.end_training()
     return summary
 

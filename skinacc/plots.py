@@ -18,7 +18,16 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["plot_bars", "plot_loader_benchmark", "save"]
+__all__ = [
+    "plot_bars",
+    "plot_confusion_matrix",
+    "plot_loader_benchmark",
+    "plot_per_class",
+    "plot_reliability",
+    "plot_roc_curves",
+    "plot_training_curves",
+    "save",
+]
 
 DPI = 110
 
@@ -32,8 +41,13 @@ def save(fig, path: str | os.PathLike) -> Path:
     return path
 
 
-def _wrap(names: Sequence[str], width: int = 18) -> list[str]:
-    return ["\n".join(textwrap.wrap(str(n).replace("_", " "), width)) or str(n) for n in names]
+def _wrap(names: Sequence[str], width: int = 18, underscores_as_spaces: bool = False) -> list[str]:
+    """Wrap long tick labels; class names stay verbatim unless asked (identifiers such as strategy names)."""
+    out = []
+    for n in names:
+        text = str(n).replace("_", " ") if underscores_as_spaces else str(n)
+        out.append("\n".join(textwrap.wrap(text, width, break_long_words=True, replace_whitespace=False, drop_whitespace=False)) or text)
+    return out
 
 
 def plot_bars(labels: Sequence[str], values: Sequence[float], title: str, ylabel: str, path: str | os.PathLike, reference: float | None = None, reference_label: str | None = None, annotate: str = "{:.0f}") -> Path:
@@ -42,7 +56,7 @@ def plot_bars(labels: Sequence[str], values: Sequence[float], title: str, ylabel
     bars = ax.bar(range(len(values)), values, color="#4C72B0")
     for b, v in zip(bars, values):
         ax.annotate(annotate.format(v), (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(labels)), _wrap(labels, 14), rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(range(len(labels)), _wrap(labels, 14, True), rotation=30, ha="right", fontsize=8)
     if reference is not None:
         ax.axhline(reference, color="#C44E52", ls="--", lw=1, label=reference_label)
         ax.legend(fontsize=8)
@@ -64,9 +78,131 @@ def plot_loader_benchmark(results: Sequence[dict[str, Any]], path: str | os.Path
         bars = ax.bar(pos, vals, width, label=s)
         for b, v in zip(bars, vals):
             ax.annotate("n/a" if v == 0 else f"{v:.0f}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(strategies)), _wrap(strategies, 14), rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(range(len(strategies)), _wrap(strategies, 14, True), rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("images / s (decode + transform + normalise)")
     ax.set_title("Data-loading strategies, same files and transforms")
     ax.legend(title="image set", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
+    return save(fig, path)
+
+
+def plot_training_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Loss and accuracy (train vs validation) and the learning rate, per epoch."""
+    ep = [r["epoch"] + 1 for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, key, title in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):
+        ax.plot(ep, [r[f"train_{key}"] for r in history], "o-", label="train")
+        ax.plot(ep, [r[f"val_{key}"] for r in history], "s-", label="validation")
+        best = [r["epoch"] + 1 for r in history if r.get("is_best")]
+        if best:
+            ax.axvline(best[-1], color="grey", ls=":", lw=1, label=f"best (epoch {best[-1]})")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[2].plot(ep, [r["lr"] for r in history], "o-", color="#55A868")
+    axes[2].set_yscale("log")
+    axes[2].set_title("Learning rate")
+    axes[2].set_xlabel("epoch")
+    axes[2].set_ylabel("lr")
+    axes[2].grid(alpha=0.3)
+    for ax in axes:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle("Training curves")
+    return save(fig, path)
+
+
+def _class_fig_size(n: int) -> float:
+    return min(max(6.0, 0.45 * n + 3.0), 22.0)
+
+
+def plot_confusion_matrix(cm: Any, class_names: Sequence[str], path: str | os.PathLike, normalize: bool = False) -> Path:
+    """Confusion matrix with class names; ``normalize`` divides each row by its support (recall)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    n = len(class_names)
+    data = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalize else cm
+    size = _class_fig_size(n)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    im = ax.imshow(data, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    names = _wrap(class_names, 16)
+    ax.set_xticks(range(n), names, rotation=45, ha="right", fontsize=8 if n <= 15 else 6)
+    ax.set_yticks(range(n), names, fontsize=8 if n <= 15 else 6)
+    if n <= 20:
+        thresh = data.max() / 2 if data.size else 0
+        for i in range(n):
+            for j in range(n):
+                txt = f"{data[i, j]:.2f}" if normalize else f"{int(data[i, j])}"
+                ax.text(j, i, txt, ha="center", va="center", fontsize=7, color="white" if data[i, j] > thresh else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("Confusion matrix" + (" (row-normalised: recall)" if normalize else " (counts)"))
+    return save(fig, path)
+
+
+def plot_roc_curves(labels: Any, probs: Any, class_names: Sequence[str], path: str | os.PathLike, aucs: dict[str, Any] | None = None) -> Path:
+    """One-vs-rest ROC curves: the micro average (bold) and each class."""
+    from skinacc.metrics.functional import roc_auc, roc_curve
+
+    y = np.asarray(labels)
+    p = np.asarray(probs)
+    c = p.shape[1]
+    onehot = np.eye(c, dtype=bool)[y]
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    cmap = plt.get_cmap("tab20" if c > 10 else "tab10")
+    for k in range(c):
+        if onehot[:, k].all() or not onehot[:, k].any():
+            continue
+        fpr, tpr = roc_curve(onehot[:, k], p[:, k])
+        ax.plot(fpr, tpr, lw=1, color=cmap(k % cmap.N), label=f"{class_names[k]} ({roc_auc(onehot[:, k], p[:, k]):.3f})")
+    fpr, tpr = roc_curve(onehot.ravel(), p.ravel())
+    ax.plot(fpr, tpr, lw=2.5, color="black", label=f"micro average ({roc_auc(onehot.ravel(), p.ravel()):.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("ROC curves (one-vs-rest, AUC in brackets)")
+    ax.legend(fontsize=7 if c <= 12 else 5, loc="lower right", ncol=1 if c <= 12 else 2)
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def plot_per_class(per_class: dict[str, dict[str, float]], path: str | os.PathLike) -> Path:
+    """Per-class precision and recall bars (support in the labels), sorted by recall."""
+    names = sorted(per_class, key=lambda n: per_class[n]["recall"])
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(8, max(3.5, 0.35 * n + 1.5)))
+    y = np.arange(n)
+    ax.barh(y - 0.2, [per_class[k]["precision"] for k in names], 0.4, label="precision", color="#4C72B0")
+    ax.barh(y + 0.2, [per_class[k]["recall"] for k in names], 0.4, label="recall", color="#DD8452")
+    ax.set_yticks(y, [f"{k} (n={per_class[k]['support']})" for k in names], fontsize=8 if n <= 20 else 6)
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("score")
+    ax.set_title("Per-class precision and recall (sorted by recall)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    return save(fig, path)
+
+
+def plot_reliability(bins: dict[str, Any], ece: float, path: str | os.PathLike) -> Path:
+    """Reliability diagram: accuracy vs confidence per bin, with the bin counts below."""
+    edges = np.asarray(bins["edges"])
+    centres = (edges[:-1] + edges[1:]) / 2
+    width = edges[1] - edges[0]
+    acc = np.nan_to_num(np.asarray(bins["accuracy"], dtype=float))
+    count = np.asarray(bins["count"])
+    fig, (ax, axc) = plt.subplots(2, 1, figsize=(6.5, 7), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    ax.bar(centres, acc, width=width * 0.95, color="#4C72B0", edgecolor="black", lw=0.4, label="accuracy")
+    ax.plot([0, 1], [0, 1], ls="--", color="#C44E52", label="perfect calibration")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Reliability diagram (ECE = {ece:.3f})")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    axc.bar(centres, count, width=width * 0.95, color="grey")
+    axc.set_xlabel("confidence (max probability)")
+    axc.set_ylabel("samples")
+    axc.set_xlim(0, 1)
     return save(fig, path)

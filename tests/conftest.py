@@ -56,3 +56,11 @@ def run_recipe(script: str, args: list[str], config: str = "cpu.yaml", env: dict
 def run_two_process(script: str, args: list[str], **kw) -> subprocess.CompletedProcess:
     """Two real gloo ranks on the CPU (see accelerate_configs/cpu_2proc.yaml for why it is done so)."""
     return run_recipe(script, args, config="cpu_2proc.yaml", env={"ACCELERATE_USE_CPU": "1"}, extra_launch=["--mixed_precision", "no"], **kw)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, skinacc_cache) -> Path:
+    """One tiny training run shared by the evaluation, tracking and publishing tests."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    run_recipe("train.py", [*TINY, "--synthetic_num_classes", "3", "--epochs", "2", "--lr", "0.01", "--output_dir", str(out)])
+    return out

@@ -1,0 +1,78 @@
+"""Evaluation recipe, the training run's own test evaluation, and plot regeneration."""
+
+import csv
+import json
+
+import pytest
+from PIL import Image
+
+from skinacc.metrics.report import EVAL_PLOTS
+
+from .conftest import REPO, run_recipe, run_two_process
+
+pytestmark = pytest.mark.slow
+
+FILES = ("metrics.json", "per_class.csv", "predictions.csv", *EVAL_PLOTS)
+
+
+def _check_eval_dir(d, n_classes: int):
+    for f in FILES:
+        assert (d / f).is_file(), f
+    for png in EVAL_PLOTS:
+        w, h = Image.open(d / png).size
+        assert w >= 400 and h >= 300, (png, w, h)
+    m = json.loads((d / "metrics.json").read_text())
+    for k in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc_micro", "roc_auc_macro", "ece"):
+        assert 0 <= m[k] <= 1, k
+    assert len(m["per_class"]) == n_classes and len(m["confusion_matrix"]) == n_classes
+    rows = list(csv.DictReader((d / "predictions.csv").open()))
+    assert len(rows) == m["num_samples"]
+    assert {"path", "true", "predicted"} <= set(rows[0]) and sum(k.startswith("prob:") for k in rows[0]) == n_classes
+    return m
+
+
+def test_training_run_evaluates_test_split_with_best_checkpoint(trained_run):
+    m = _check_eval_dir(trained_run / "eval_test", 3)
+    assert m["checkpoint"] == "best"
+    summary = json.loads((trained_run / "summary.json").read_text())
+    assert summary["test_accuracy"] == pytest.approx(m["accuracy"])
+    assert Image.open(trained_run / "training_curves.png").size[0] > 800
+    hist = json.loads((trained_run / "history.json").read_text())
+    assert all(0 <= r["val_balanced_accuracy"] <= 1 and "val_macro_f1" in r for r in hist)
+
+
+def test_evaluate_recipe_one_and_two_processes_agree(trained_run, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    proc = run_recipe("evaluate.py", ["--model", str(trained_run), "--split", "validation", "--output_dir", str(one), "--num_workers", "0", "--batch_size", "4"])
+    assert "balanced_accuracy" in proc.stdout and "precision" in proc.stdout
+    m1 = _check_eval_dir(one, 3)
+    assert m1["num_samples"] % 2 == 1, "a test size that does not divide by the world size"
+    run_two_process("evaluate.py", ["--model", str(trained_run), "--split", "validation", "--output_dir", str(two), "--num_workers", "0", "--batch_size", "4"])
+    m2 = _check_eval_dir(two, 3)
+    assert m2["num_processes"] == 2 and m2["num_samples"] == m1["num_samples"]
+    for k in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_micro", "roc_auc_macro", "ece"):
+        assert m2[k] == pytest.approx(m1[k], abs=1e-6), k
+    assert m2["confusion_matrix"] == m1["confusion_matrix"]
+    paths1 = sorted(r["path"] for r in csv.DictReader((one / "predictions.csv").open()))
+    paths2 = sorted(r["path"] for r in csv.DictReader((two / "predictions.csv").open()))
+    assert paths1 == paths2 and len(set(paths1)) == len(paths1), "each image exactly once"
+
+
+def test_evaluate_flip_tta_and_unknown_classes(trained_run, tmp_path):
+    run_recipe("evaluate.py", ["--model", str(trained_run), "--split", "validation", "--tta_flip", "--output_dir", str(tmp_path / "tta"), "--num_workers", "0"])
+    assert json.loads((tmp_path / "tta" / "metrics.json").read_text())["tta_flip"] is True
+    bad = run_recipe("evaluate.py", ["--model", str(trained_run), "--synthetic_num_classes", "5", "--output_dir", str(tmp_path / "x")], check=False)
+    assert bad.returncode != 0 and "does not know the data's classes" in bad.stderr
+
+
+def test_plots_recipe_regenerates_everything(trained_run):
+    import subprocess
+    import sys
+
+    for png in [trained_run / "training_curves.png", *[trained_run / "eval_test" / p for p in EVAL_PLOTS]]:
+        png.unlink()
+    proc = subprocess.run([sys.executable, str(REPO / "recipes" / "plots.py"), "--run_dir", str(trained_run)], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert (trained_run / "training_curves.png").is_file()
+    for p in EVAL_PLOTS:
+        assert Image.open(trained_run / "eval_test" / p).size[0] >= 400
