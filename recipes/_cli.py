@@ -66,11 +66,12 @@ def run(main, argv: Sequence[str] | None = None) -> None:
     import os
 
     from skinacc.checkpoint import CheckpointError
+    from skinacc.hub import HubError
     from skinacc.models import PretrainedWeightsError
 
     try:
         main(list(sys.argv[1:] if argv is None else argv))
-    except (ConfigError, CheckpointError, PretrainedWeightsError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, CheckpointError, PretrainedWeightsError, HubError, FileNotFoundError, ValueError) as e:
         if os.environ.get("SKINACC_TRACEBACK"):
             raise
         print(f"error: {e}", file=sys.stderr)

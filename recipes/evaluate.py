@@ -3,6 +3,9 @@
     # A skinacc run directory (its best/ model, and the data options it was trained with)
     accelerate launch --config_file accelerate_configs/cpu.yaml recipes/evaluate.py --model outputs/demo --split test
 
+    # ... and log it to W&B (metrics, per-class table, confusion matrix, plots)
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/evaluate.py --model outputs/demo --report_to wandb
+
     # A timm folder or Hub model on an image folder, with flip test-time augmentation, 4 GPUs
     accelerate launch --config_file accelerate_configs/4gpu_fp16.yaml recipes/evaluate.py \
         --model hf-hub:org/skinacc-b3 --data_dir /data/massive-skin-disease --split test --tta_flip
@@ -24,7 +27,7 @@ import yaml
 from _cli import flag_value, parse_args, run
 from accelerate import Accelerator
 
-from skinacc.config import DataArguments
+from skinacc.config import DataArguments, LoggingArguments
 from skinacc.data import (
     BatchNormalizer,
     build_dataloader,
@@ -34,7 +37,8 @@ from skinacc.data import (
 )
 from skinacc.engine import evaluate
 from skinacc.hub import load_model
-from skinacc.metrics.report import format_metrics_table, scalar_metrics, write_evaluation
+from skinacc.metrics.report import EVAL_PLOTS, format_metrics_table, scalar_metrics, write_evaluation
+from skinacc.tracking import log_evaluation, log_images, prepare_wandb, wandb_run
 
 
 @dataclass
@@ -60,8 +64,9 @@ def run_defaults(model: str | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args, data_args = parse_args((EvalArguments, DataArguments), argv, description=__doc__, defaults=run_defaults(flag_value(argv, "--model")))
-    accelerator = Accelerator()
+    args, data_args, log_args = parse_args((EvalArguments, DataArguments, LoggingArguments), argv, description=__doc__, defaults={"report_to": "none", **run_defaults(flag_value(argv, "--model"))})
+    prepare_wandb(log_args.report_to)
+    accelerator = Accelerator(log_with=None if log_args.report_to == "none" else log_args.report_to)
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     run_dir = Path(args.model)
     out = Path(args.output_dir or (run_dir / f"eval_{args.split}" if run_dir.is_dir() else f"outputs/eval_{args.split}"))
@@ -78,6 +83,10 @@ def main(argv: list[str] | None = None) -> dict:
     split = set_transforms({args.split: data.dataset[args.split]}, data_cfg)[args.split]
     loader = build_dataloader(split, args.batch_size, train=False, num_workers=default_num_workers(data_args.num_workers, accelerator.num_processes), pin_memory=data_args.pin_memory, persistent_workers=False)
     model, loader = accelerator.prepare(model, loader)
+    if log_args.report_to != "none":
+        name = log_args.run_name or f"eval-{Path(args.model).name}-{args.split}"
+        init = {"wandb": {"name": name, "group": log_args.run_group, "tags": ["eval", args.split, *(log_args.tags or [])], "dir": str(out), "job_type": "eval"}}
+        accelerator.init_trackers(log_args.project, config={"eval": vars(args), "data": vars(data_args), "label_names": label_names}, init_kwargs=init)
     res = evaluate(accelerator, model, loader, BatchNormalizer(data_cfg, accelerator.device), tta_flip=args.tta_flip, desc=args.split)
     labels = to_model[res.labels]
     metrics = {}
@@ -90,6 +99,10 @@ def main(argv: list[str] | None = None) -> dict:
         metrics = write_evaluation(out, labels, res.probs, label_names, paths, extra)
         print(format_metrics_table(metrics, f"{args.model} on {args.split}" + (" (flip TTA)" if args.tta_flip else "")))
         print(f"wrote {out}/metrics.json, per_class.csv, predictions.csv and plots")
+        accelerator.log({f"{args.split}/{k}": v for k, v in scalar_metrics(metrics).items()})
+        wb = wandb_run(accelerator)
+        log_evaluation(wb, metrics, args.split)
+        log_images(wb, {f"plots/{p.removesuffix('.png')}": out / p for p in EVAL_PLOTS})
     accelerator.end_training()
     return scalar_metrics(metrics)
 

@@ -53,12 +53,23 @@ from skinacc.data import (
     set_transforms,
 )
 from skinacc.engine import TrainState, assert_ranks_agree, build_optimizer, evaluate, train_one_epoch
-from skinacc.hub import save_timm_folder
+from skinacc.hub import export_for_hub, push_folder_to_hub, save_timm_folder
 from skinacc.metrics import compute_all
-from skinacc.metrics.report import format_metrics_table, scalar_metrics, write_evaluation
+from skinacc.metrics.report import EVAL_PLOTS, format_metrics_table, scalar_metrics, write_evaluation
 from skinacc.models import create_model
 from skinacc.plots import plot_training_curves
-from skinacc.tracking import format_epoch_line, launch_info, run_identity, write_history, write_json
+from skinacc.tracking import (
+    format_epoch_line,
+    launch_info,
+    log_artifact,
+    log_evaluation,
+    log_images,
+    prepare_wandb,
+    run_identity,
+    wandb_run,
+    write_history,
+    write_json,
+)
 
 logger = logging.getLogger("skinacc.train")
 
@@ -68,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
         (DataArguments, ModelArguments, TrainArguments, LoggingArguments), argv, description=__doc__
     )
     out = Path(args.output_dir)
+    prepare_wandb(log_args.report_to)  # before the tracker starts: offline instead of a login prompt
     accelerator = Accelerator(
         gradient_accumulation_steps=args.grad_accum_steps,
         log_with=None if log_args.report_to == "none" else log_args.report_to,
@@ -126,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
         data.report.save(out / "data_report.json")
     if log_args.report_to != "none":
         cfg = config_to_dict(data_args, model_args, args, log_args) | extra
-        init = {"wandb": {"name": log_args.run_name or identity["name"], "group": log_args.run_group or identity["group"], "tags": identity["tags"] + (log_args.tags or []), "dir": str(out)}}
+        init = {"wandb": {"name": log_args.run_name or identity["name"], "group": log_args.run_group or identity["group"], "tags": identity["tags"] + (log_args.tags or []), "dir": str(out), "job_type": "train"}}
         accelerator.init_trackers(log_args.project, config=cfg, init_kwargs=init)
 
     def checkpoint() -> None:
@@ -167,6 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
     if stopper.should_stop:
         accelerator.print(f"early stopping: no val_loss improvement for {stopper.bad_epochs} epochs (best {stopper.best:.4f} at epoch {stopper.best_epoch + 1})")
 
+    metrics: dict = {}
     summary = {"best_epoch": stopper.best_epoch, "best_val_loss": stopper.best, "epochs_run": state.epoch, "stopped_early": stopper.should_stop, "launch": launch}
     accelerator.wait_for_everyone()
     if args.eval_test and len(ds["test"]) and (out / "best" / "model.safetensors").is_file():
@@ -187,6 +200,15 @@ def main(argv: list[str] | None = None) -> dict:
         write_json(out / "summary.json", summary)
         if state.history:
             plot_training_curves(state.history, out / "training_curves.png")
+        wb = wandb_run(accelerator)
+        log_images(wb, {"plots/training_curves": out / "training_curves.png", **{f"plots/test_{p.removesuffix('.png')}": out / "eval_test" / p for p in EVAL_PLOTS}})
+        if metrics:
+            log_evaluation(wb, metrics, "test")
+        if log_args.log_model and (out / "best").is_dir():
+            log_artifact(wb, out / "best", f"{identity['name']}-best", "model", metadata={k: v for k, v in summary.items() if k != "launch"}, aliases=["best"])
+        if log_args.push_to_hub:
+            folder = export_for_hub(out, out / "hub", log_args.hub_model_id)
+            accelerator.print(f"pushed {folder} to the Hub: {push_folder_to_hub(folder, log_args.hub_model_id, log_args.hub_private)}")
     accelerator.end_training()
     return summary
 

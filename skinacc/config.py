@@ -247,19 +247,28 @@ class TrainArguments:
 
 @dataclass
 class LoggingArguments:
-    """Experiment tracking, profiling and publishing."""
+    """Experiment tracking and publishing."""
 
     report_to: Literal["wandb", "tensorboard", "none"] = _help(
-        "Tracker used through accelerate. W&B without an API key logs offline (WANDB_MODE=offline).",
-        default="none",
+        "Tracker used through accelerate. W&B without an API key and without WANDB_MODE logs offline.",
+        default="wandb",
     )
     project: str = _help("Tracker project (W&B project).", default="skinacc")
-    run_name: str | None = _help("Run name (default: derived from model, processes and precision).", default=None)
+    run_name: str | None = _help("Run name (default: derived from model, processes, precision, compile).", default=None)
     run_group: str | None = _help("Run group (default: derived from model and data).", default=None)
     tags: list[str] | None = _help("Extra run tags.", default=None)
+    log_model: bool = _help("Log the best model as a W&B model artifact at the end of training.", default=True)
+    push_to_hub: bool = _help("Publish the best model to the Hugging Face Hub (timm format + model card) at the end.", default=False)
+    hub_model_id: str | None = _help("Hub repository for --push_to_hub, e.g. 'my-org/skinacc-efficientnet-b3'.", default=None)
+    hub_private: bool = _help("Create the Hub repository as private.", default=False)
 
     def validate(self) -> list[str]:
-        return []
+        p: list[str] = []
+        if self.push_to_hub and not self.hub_model_id:
+            p.append("--push_to_hub needs --hub_model_id=<user-or-org>/<name>")
+        if self.hub_model_id and self.hub_model_id.count("/") != 1:
+            p.append(f"--hub_model_id={self.hub_model_id!r}: must look like '<user-or-org>/<name>'")
+        return p
 
 
 SECTIONS: dict[str, type] = {

@@ -26,9 +26,13 @@ from torch import nn
 
 from skinacc.data.transforms import DataConfig
 
-__all__ = ["load_model", "push_folder_to_hub", "save_timm_folder", "write_model_card"]
+__all__ = ["HubError", "export_for_hub", "load_model", "push_folder_to_hub", "save_timm_folder", "write_model_card"]
 
 logger = logging.getLogger(__name__)
+
+
+class HubError(RuntimeError):
+    """The Hugging Face Hub could not be reached or refused the request."""
 
 
 def _timm_config(model: nn.Module, label_names: list[str], data_cfg: DataConfig) -> dict[str, Any]:
@@ -214,7 +218,7 @@ def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = 
         The URL of the commit.
 
     Raises:
-        RuntimeError: The Hub cannot be reached or refuses the upload (network, token, permissions).
+        HubError: The Hub cannot be reached or refuses the upload (network, token, permissions).
     """
     from huggingface_hub import HfApi
 
@@ -223,7 +227,7 @@ def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = 
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message=commit_message)
     except Exception as e:
-        raise RuntimeError(f"--hub_model_id={repo_id!r}: upload of {folder} failed ({type(e).__name__}: {str(e)[:300]})") from e
+        raise HubError(f"--hub_model_id={repo_id!r}: upload of {folder} failed ({type(e).__name__}: {str(e)[:300]})") from e
     return str(getattr(info, "commit_url", info))
 
 
@@ -267,3 +271,76 @@ def load_model(spec: str, device: str | torch.device = "cpu") -> tuple[nn.Module
         crop_pct=crop_pct,
     )
     return model.to(device).eval(), list(labels), data_cfg
+
+
+def _card_facts(run_dir: Path) -> tuple[dict[str, float], dict[str, Any], str]:
+    """Test metrics, training set-up and data name of a skinacc run directory."""
+    import yaml
+
+    metrics: dict[str, float] = {}
+    mfile = run_dir / "eval_test" / "metrics.json"
+    if mfile.is_file():
+        m = json.loads(mfile.read_text())
+        keys = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc_micro", "roc_auc_macro", "ece", "top_3_accuracy")
+        metrics = {k: float(m[k]) for k in keys if k in m}
+    training: dict[str, Any] = {}
+    dataset = "unspecified"
+    cfile = run_dir / "config.yaml"
+    if cfile.is_file():
+        cfg = yaml.safe_load(cfile.read_text())
+        tr, mo, da, la, rs = cfg.get("train", {}), cfg.get("model", {}), cfg.get("data", {}), cfg.get("launch", {}), cfg.get("resolved", {})
+        training = {
+            "architecture": mo.get("model"),
+            "initial weights": rs.get("weights"),
+            "optimizer": f"{tr.get('optimizer')} (lr {tr.get('lr')}, weight decay {tr.get('weight_decay')})",
+            "batch per process": tr.get("batch_size"),
+            "processes": la.get("num_processes"),
+            "global batch": rs.get("global_batch_size"),
+            "mixed precision": la.get("mixed_precision"),
+            "input size": (rs.get("data_config") or {}).get("image_size"),
+            "schedule": f"ReduceLROnPlateau (factor {tr.get('plateau_factor')}, patience {tr.get('plateau_patience')}), early stopping patience {tr.get('early_stopping_patience')}",
+            "split": f"test {da.get('test_size')}, validation {da.get('val_size')} of train, seed {da.get('split_seed')}" + (f", grouped by {da.get('group_column')}" if da.get("group_column") else ""),
+        }
+        dataset = da.get("dataset_name") or (Path(da["data_dir"]).name if da.get("data_dir") else "skinacc synthetic demo set (not real skin images)")
+    sfile = run_dir / "summary.json"
+    if sfile.is_file():
+        sm = json.loads(sfile.read_text())
+        training["epochs run"] = sm.get("epochs_run")
+        training["best epoch"] = (sm.get("best_epoch", -1) or 0) + 1
+    return metrics, {k: v for k, v in training.items() if v is not None}, dataset
+
+
+def export_for_hub(run_dir: str | os.PathLike, dest: str | os.PathLike, repo_id: str | None = None) -> Path:
+    """Build the Hub folder of a training run: its best model (timm format) plus a model card.
+
+    Args:
+        run_dir: A skinacc output directory (with ``best/``, and ideally ``eval_test/`` and ``config.yaml``).
+        dest: Folder to write (replaced atomically).
+        repo_id: Hub repository named in the card's usage snippet.
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        FileNotFoundError: The run has no exported best model.
+    """
+    run_dir, dest = Path(run_dir), Path(dest)
+    best = run_dir / "best"
+    if not (best / "config.json").is_file() or not (best / "model.safetensors").is_file():
+        raise FileNotFoundError(f"--model={str(run_dir)!r}: no best/config.json and best/model.safetensors (train first)")
+    cfg = json.loads((best / "config.json").read_text())
+    metrics, training, dataset = _card_facts(run_dir)
+    card = write_model_card(cfg["label_names"], cfg["architecture"], metrics, training, dataset, repo_id)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=dest.parent))
+    try:
+        for f in ("config.json", "model.safetensors"):
+            shutil.copy2(best / f, tmp / f)
+        (tmp / "README.md").write_text(card)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest

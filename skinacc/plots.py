@@ -25,6 +25,8 @@ __all__ = [
     "plot_per_class",
     "plot_reliability",
     "plot_roc_curves",
+    "plot_run_comparison",
+    "plot_scaling",
     "plot_training_curves",
     "save",
 ]
@@ -206,3 +208,59 @@ def plot_reliability(bins: dict[str, Any], ece: float, path: str | os.PathLike) 
     axc.set_ylabel("samples")
     axc.set_xlim(0, 1)
     return save(fig, path)
+
+
+def plot_run_comparison(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike) -> list[Path]:
+    """Comparison figures: accuracy and images/s per run, speed-up and efficiency vs processes,
+    and throughput and memory by precision."""
+    out = Path(out_dir)
+    made = []
+    labels = [r["run"] for r in rows]
+    made.append(plot_bars(labels, [r["test_accuracy"] if r["test_accuracy"] == r["test_accuracy"] else r["best_val_accuracy"] for r in rows], "Accuracy by run (test, else best validation)", "accuracy", out / "accuracy.png", annotate="{:.3f}"))
+    made.append(plot_bars(labels, [r["images_per_sec"] for r in rows], "Training throughput by run", "images / s", out / "throughput.png"))
+    made += plot_scaling(rows, out)
+    groups = sorted({r["precision"] for r in rows})
+    if len(groups) > 1:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        for ax, key, title in ((axes[0], "images_per_sec", "Throughput by precision"), (axes[1], "peak_mem_mb", "Peak memory by precision")):
+            for n in sorted({r["processes"] for r in rows}):
+                vals = [next((r[key] for r in rows if r["precision"] == g and r["processes"] == n), 0.0) for g in groups]
+                ax.plot(groups, vals, "o-", label=f"{n} process(es)")
+            ax.set_title(title)
+            ax.set_ylabel("images / s" if key == "images_per_sec" else "MB")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        made.append(save(fig, out / "precision.png"))
+    return made
+
+
+def plot_scaling(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike, key: str = "images_per_sec") -> list[Path]:
+    """Speed-up and scaling efficiency vs number of processes, one line per (model, precision)."""
+    out = Path(out_dir)
+    series: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        series.setdefault(f"{r.get('model')} {r.get('precision')}" + (" compiled" if r.get("compile") else ""), []).append(r)
+    if not any(len({r["processes"] for r in s}) > 1 for s in series.values()):
+        return []
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    top = max(r["processes"] for r in rows)
+    a1.plot([1, top], [1, top], ls="--", color="grey", lw=1, label="ideal")
+    for name, s in series.items():
+        s = sorted(s, key=lambda r: r["processes"])
+        base = s[0][key] / s[0]["processes"]
+        n = [r["processes"] for r in s]
+        speed = [r[key] / base for r in s]
+        a1.plot(n, speed, "o-", label=name)
+        a2.plot(n, [sp / k for sp, k in zip(speed, n)], "o-", label=name)
+    a1.set_title("Speed-up vs processes")
+    a1.set_xlabel("processes")
+    a1.set_ylabel("speed-up")
+    a2.set_title("Scaling efficiency")
+    a2.set_xlabel("processes")
+    a2.set_ylabel("speed-up / processes")
+    a2.set_ylim(0, 1.2)
+    for ax in (a1, a2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    return [save(fig, out / "scaling.png")]

@@ -13,7 +13,22 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_epoch_line", "launch_info", "run_identity", "write_history", "write_json"]
+__all__ = [
+    "compare_records",
+    "format_epoch_line",
+    "launch_info",
+    "log_artifact",
+    "log_evaluation",
+    "log_images",
+    "prepare_wandb",
+    "read_offline_run",
+    "records_markdown",
+    "run_identity",
+    "run_record",
+    "wandb_run",
+    "write_history",
+    "write_json",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -84,3 +99,273 @@ def format_epoch_line(r: dict[str, Any], epochs: int) -> str:
         f"{r['images_per_sec']:.1f} img/s | data wait {r['data_wait_pct']:.1f}% | {r['epoch_seconds']:.1f} s | "
         f"peak {r['peak_mem_mb']:.0f} MB" + (" | best" if r.get("is_best") else "")
     )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Weights & Biases (through accelerate's tracker)
+
+
+def _netrc_has_wandb() -> bool:
+    import netrc
+
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def prepare_wandb(report_to: str) -> str | None:
+    """Choose the W&B mode before ``init_trackers``, so a run never hangs on a login prompt.
+
+    ``WANDB_MODE`` wins when set (``online``, ``offline``, ``disabled``). Without it, an API key
+    (``WANDB_API_KEY`` or ``~/.netrc``) means online; no key means offline, and the user is told.
+
+    Returns:
+        The mode, or None when W&B is not the tracker.
+    """
+    if report_to != "wandb":
+        return None
+    mode = os.environ.get("WANDB_MODE")
+    if mode:
+        return mode
+    if os.environ.get("WANDB_API_KEY") or _netrc_has_wandb():
+        return "online"
+    os.environ["WANDB_MODE"] = "offline"
+    logger.warning("W&B: no API key found and WANDB_MODE is not set, so this run logs OFFLINE (upload it later with `wandb sync <run dir>/wandb/offline-run-*`)")
+    return "offline"
+
+
+def wandb_run(accelerator):
+    """The live ``wandb`` run on the main process, or None (other ranks, other trackers, disabled)."""
+    if not accelerator.is_main_process:
+        return None
+    for t in getattr(accelerator, "trackers", []):
+        if getattr(t, "name", None) == "wandb":
+            return getattr(t, "run", None)
+    return None
+
+
+def log_images(run, images: dict[str, str | os.PathLike], step: int | None = None) -> None:
+    """Log PNG files as W&B images (no-op without a run)."""
+    if run is None:
+        return
+    import wandb
+
+    run.log({k: wandb.Image(str(v)) for k, v in images.items() if Path(v).is_file()}, step=step)
+
+
+def log_evaluation(run, metrics: dict[str, Any], prefix: str, step: int | None = None) -> None:
+    """Per-class table and confusion matrix as W&B tables; headline numbers into the run summary."""
+    if run is None:
+        return
+    import wandb
+
+    per = metrics["per_class"]
+    table = wandb.Table(columns=["class", "precision", "recall", "f1", "support", "roc_auc"])
+    for name, r in per.items():
+        table.add_data(name, r["precision"], r["recall"], r["f1"], r["support"], r["roc_auc"])
+    names = list(per)
+    cm = wandb.Table(columns=["true \\ predicted", *names])
+    for name, row in zip(names, metrics["confusion_matrix"]):
+        cm.add_data(name, *row)
+    run.log({f"{prefix}/per_class": table, f"{prefix}/confusion_matrix": cm}, step=step)
+    for k, v in metrics.items():
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            run.summary[f"{prefix}/{k}"] = v
+
+
+def log_artifact(run, path: str | os.PathLike, name: str, type_: str, metadata: dict[str, Any] | None = None, aliases: list[str] | None = None) -> None:
+    """Log a file or folder as a W&B artifact (the best model as ``type_='model'``, traces as ``profile``)."""
+    if run is None:
+        return
+    import wandb
+
+    art = wandb.Artifact(name, type=type_, metadata=metadata or {})
+    p = Path(path)
+    if p.is_dir():
+        art.add_dir(str(p))
+    else:
+        art.add_file(str(p))
+    run.log_artifact(art, aliases=aliases or [])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading an offline W&B run back (wandb has no public reader of its .wandb log)
+
+
+def _wandb_log_records(data: bytes) -> list[bytes]:
+    """Split a ``.wandb`` file into records.
+
+    The file is a 7-byte header (``:W&B``, a 2-byte magic, a 1-byte version) followed by a
+    LevelDB-style log: 32 KiB blocks of chunks, each with a 4-byte checksum, a 2-byte little-endian
+    length and a 1-byte type (1 full, 2 first, 3 middle, 4 last); block tails under 7 bytes are padding.
+    """
+    import struct
+
+    if data[:4] != b":W&B":
+        raise ValueError("not a W&B transaction log (missing :W&B header)")
+    block, pos, out, parts = 32768, 7, [], b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0 and length == 0:  # zero fill up to the block end
+            pos += left
+            continue
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 1:
+            out.append(chunk)
+        elif kind == 2:
+            parts = chunk
+        elif kind == 3:
+            parts += chunk
+        elif kind == 4:
+            out.append(parts + chunk)
+            parts = b""
+    return out
+
+
+def read_offline_run(path: str | os.PathLike) -> dict[str, Any]:
+    """What an offline W&B run recorded: name, group, tags, config, history rows, summary, artifacts, files.
+
+    Args:
+        path: A ``run-*.wandb`` file, an ``offline-run-*`` folder, or a folder holding ``wandb/``
+            (the newest offline run inside is read).
+    """
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    p = Path(path)
+    if p.is_dir():
+        found = sorted(p.rglob("run-*.wandb"), key=lambda f: f.stat().st_mtime)
+        if not found:
+            raise FileNotFoundError(f"no run-*.wandb file under {p}")
+        p = found[-1]
+    run: dict[str, Any] = {"file": str(p), "config": {}, "history": [], "summary": {}, "artifacts": [], "files": []}
+
+    def key_of(item) -> str:
+        return item.key or "/".join(item.nested_key)
+
+    def rows(items) -> dict[str, Any]:
+        """Items to a dict; media (images, tables) arrive as nested keys and become nested dicts."""
+        out: dict[str, Any] = {}
+        for i in items:
+            path = [i.key] if i.key else list(i.nested_key)
+            d = out
+            for part in path[:-1]:
+                d = d.setdefault(part, {})
+            d[path[-1]] = json.loads(i.value_json)
+        return out
+
+    for raw in _wandb_log_records(p.read_bytes()):
+        rec = pb.Record()
+        rec.ParseFromString(raw)
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            r = rec.run
+            run |= {"id": r.run_id, "name": r.display_name, "group": r.run_group, "tags": list(r.tags), "project": r.project, "job_type": r.job_type}
+            run["config"].update({key_of(i): json.loads(i.value_json) for i in r.config.update})
+        elif kind == "config":
+            run["config"].update({key_of(i): json.loads(i.value_json) for i in rec.config.update})
+        elif kind == "history":
+            run["history"].append(rows(rec.history.item))
+        elif kind == "summary":
+            run["summary"].update(rows(rec.summary.update))
+        elif kind == "artifact":
+            a = rec.artifact
+            run["artifacts"].append({"name": a.name, "type": a.type, "metadata": json.loads(a.metadata or "{}"), "aliases": list(a.aliases), "files": [e.path for e in a.manifest.contents]})
+        elif kind == "files":
+            run["files"] += [f.path for f in rec.files.files]
+    run["config"].pop("_wandb", None)
+    return run
+
+
+# ----------------------------------------------------------------------------------------------------
+# Comparing runs (local output directories, offline W&B runs, or online W&B run paths)
+
+
+def _steady(values: list[float]) -> float:
+    """Typical per-epoch figure: the median after the first epoch (which includes warm-up)."""
+    vals = [v for v in values if v == v]  # drop NaN
+    if len(vals) > 1:
+        vals = vals[1:]
+    return float(sorted(vals)[len(vals) // 2]) if vals else float("nan")
+
+
+def run_record(source: str) -> dict[str, Any]:
+    """One comparable row from a run: a skinacc output dir, an offline W&B run dir, or ``entity/project/run_id``.
+
+    Raises:
+        FileNotFoundError: A local path with neither skinacc outputs nor a W&B run.
+    """
+    p = Path(source)
+    if (p / "history.json").is_file() and (p / "config.json").is_file():
+        cfg = json.loads((p / "config.json").read_text())
+        hist = json.loads((p / "history.json").read_text())
+        summary = json.loads((p / "summary.json").read_text()) if (p / "summary.json").is_file() else {}
+        launch = cfg.get("launch", {})
+        name = cfg.get("run", {}).get("name", p.name)
+        model = cfg.get("model", {}).get("model")
+        batch = cfg.get("train", {}).get("batch_size")
+    elif p.exists():
+        off = read_offline_run(p)
+        cfg = off["config"]
+        hist = [{k.removeprefix("epoch/"): v for k, v in row.items()} for row in off["history"] if "epoch/images_per_sec" in row]
+        summary = {k.replace("/", "_"): v for k, v in off["summary"].items()}
+        launch, name = cfg.get("launch", {}), off.get("name") or p.name
+        model, batch = cfg.get("model", {}).get("model"), cfg.get("train", {}).get("batch_size")
+    elif source.count("/") == 2:
+        import wandb
+
+        r = wandb.Api().run(source)
+        cfg = dict(r.config)
+        hist = [{k.removeprefix("epoch/"): v for k, v in row.items()} for row in r.scan_history() if "epoch/images_per_sec" in row]
+        summary = {k.replace("/", "_"): v for k, v in dict(r.summary).items()}
+        launch, name = cfg.get("launch", {}), r.name
+        model, batch = cfg.get("model", {}).get("model"), cfg.get("train", {}).get("batch_size")
+    else:
+        raise FileNotFoundError(f"{source!r}: not a skinacc output dir, an offline W&B run dir, or an entity/project/run_id path")
+    prec = launch.get("mixed_precision", "no")
+    return {
+        "run": name,
+        "source": source,
+        "model": model,
+        "processes": int(launch.get("num_processes", 1)),
+        "precision": "fp32" if prec in ("no", None) else prec,
+        "compile": launch.get("dynamo_backend", "no") not in ("no", "none", None),
+        "batch_per_process": batch,
+        "epochs": len(hist),
+        "images_per_sec": _steady([float(r.get("images_per_sec", float("nan"))) for r in hist]),
+        "peak_mem_mb": max((float(r.get("peak_mem_mb", 0)) for r in hist), default=float("nan")),
+        "data_wait_pct": _steady([float(r.get("data_wait_pct", float("nan"))) for r in hist]),
+        "best_val_loss": min((float(r["val_loss"]) for r in hist if "val_loss" in r), default=float("nan")),
+        "best_val_accuracy": max((float(r["val_accuracy"]) for r in hist if "val_accuracy" in r), default=float("nan")),
+        "test_accuracy": float(summary.get("test_accuracy", float("nan"))),
+        "test_balanced_accuracy": float(summary.get("test_balanced_accuracy", float("nan"))),
+    }
+
+
+def compare_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add speed-up and scaling efficiency (vs the fewest-process run of the same model, precision
+    and compile setting) and throughput/memory relative to fp32 at the same process count."""
+    for r in rows:
+        peers = [q for q in rows if (q["model"], q["precision"], q["compile"]) == (r["model"], r["precision"], r["compile"])]
+        base = min(peers, key=lambda q: q["processes"])
+        r["speedup"] = r["images_per_sec"] / base["images_per_sec"] if base["images_per_sec"] else float("nan")
+        r["scaling_efficiency"] = r["speedup"] / (r["processes"] / base["processes"])
+        fp32 = [q for q in rows if q["model"] == r["model"] and q["processes"] == r["processes"] and q["precision"] == "fp32" and q["compile"] == r["compile"]]
+        r["throughput_vs_fp32"] = r["images_per_sec"] / fp32[0]["images_per_sec"] if fp32 and fp32[0]["images_per_sec"] else float("nan")
+        r["memory_vs_fp32"] = r["peak_mem_mb"] / fp32[0]["peak_mem_mb"] if fp32 and fp32[0]["peak_mem_mb"] else float("nan")
+    return rows
+
+
+def records_markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A Markdown table of ``rows``."""
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

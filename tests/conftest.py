@@ -24,7 +24,7 @@ ACCELERATE = str(Path(sys.executable).parent / "accelerate")
 TINY = [
     "--model", "test_efficientnet", "--no_pretrained",
     "--synthetic_num_classes", "4", "--synthetic_images_per_class", "40", "--synthetic_image_size", "64",
-    "--image_size", "48", "--batch_size", "16", "--num_workers", "0",
+    "--image_size", "48", "--batch_size", "16", "--num_workers", "0", "--report_to", "none",
 ]
 
 
@@ -62,5 +62,5 @@ def run_two_process(script: str, args: list[str], **kw) -> subprocess.CompletedP
 def trained_run(tmp_path_factory, skinacc_cache) -> Path:
     """One tiny training run shared by the evaluation, tracking and publishing tests."""
     out = tmp_path_factory.mktemp("trained") / "run"
-    run_recipe("train.py", [*TINY, "--synthetic_num_classes", "3", "--epochs", "2", "--lr", "0.01", "--output_dir", str(out)])
+    run_recipe("train.py", [*TINY, "--synthetic_num_classes", "3", "--epochs", "2", "--lr", "0.01", "--output_dir", str(out), "--report_to", "wandb", "--log_every_n_steps", "2"], env={"WANDB_MODE": "offline"})
     return out

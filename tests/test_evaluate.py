@@ -58,9 +58,14 @@ def test_evaluate_recipe_one_and_two_processes_agree(trained_run, tmp_path):
     assert paths1 == paths2 and len(set(paths1)) == len(paths1), "each image exactly once"
 
 
-def test_evaluate_flip_tta_and_unknown_classes(trained_run, tmp_path):
-    run_recipe("evaluate.py", ["--model", str(trained_run), "--split", "validation", "--tta_flip", "--output_dir", str(tmp_path / "tta"), "--num_workers", "0"])
+def test_evaluate_flip_tta_wandb_and_unknown_classes(trained_run, tmp_path):
+    from skinacc.tracking import read_offline_run
+
+    run_recipe("evaluate.py", ["--model", str(trained_run), "--split", "validation", "--tta_flip", "--output_dir", str(tmp_path / "tta"), "--num_workers", "0", "--report_to", "wandb"], env={"WANDB_MODE": "offline"})
     assert json.loads((tmp_path / "tta" / "metrics.json").read_text())["tta_flip"] is True
+    logged = read_offline_run(tmp_path / "tta" / "wandb")
+    assert logged["job_type"] == "eval" and "validation/balanced_accuracy" in logged["summary"]
+    assert "plots/confusion_matrix" in logged["summary"] and "validation/per_class" in logged["summary"]
     bad = run_recipe("evaluate.py", ["--model", str(trained_run), "--synthetic_num_classes", "5", "--output_dir", str(tmp_path / "x")], check=False)
     assert bad.returncode != 0 and "does not know the data's classes" in bad.stderr
 

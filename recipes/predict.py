@@ -1,0 +1,75 @@
+"""Predict skin-lesion classes for images: top-k labels with probabilities.
+
+    python recipes/predict.py --model outputs/demo --inputs photo.jpg more_photos/ "batch/*.png" --top_k 3
+    python recipes/predict.py --model hf-hub:my-org/skinacc-b3 --inputs scans/ --output predictions.json
+
+Inputs are files, folders (searched recursively) or glob patterns. Prints a table and writes CSV or
+JSON (by the --output suffix). Not a medical device.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from _cli import parse_args, run
+
+from skinacc.hub import load_model
+from skinacc.inference import collect_images, predict_images
+
+
+@dataclass
+class PredictArguments:
+    """What to predict and where the results go."""
+
+    model: str = field(default="outputs/demo", metadata={"help": "A skinacc run dir, a timm folder, local-dir:<folder>, or hf-hub:<repo>."})
+    inputs: list[str] = field(default_factory=list, metadata={"help": "Image files, folders or glob patterns."})
+    top_k: int = field(default=3, metadata={"help": "Labels reported per image."})
+    batch_size: int = field(default=64, metadata={"help": "Images per forward pass."})
+    output: str | None = field(default=None, metadata={"help": "Write results to this .csv or .json file."})
+    device: str = field(default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "cpu, cuda, cuda:1 ..."})
+
+    def validate(self) -> list[str]:
+        p = []
+        if not self.inputs:
+            p.append("--inputs: give at least one image, folder or glob")
+        if self.top_k < 1:
+            p.append(f"--top_k={self.top_k}: must be >= 1")
+        if self.batch_size < 1:
+            p.append(f"--batch_size={self.batch_size}: must be >= 1")
+        if self.output and Path(self.output).suffix.lower() not in (".csv", ".json"):
+            p.append(f"--output={self.output!r}: must end in .csv or .json")
+        return p
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    (args,) = parse_args((PredictArguments,), argv, description=__doc__)
+    files = collect_images(args.inputs)
+    model, labels, cfg = load_model(args.model, args.device)
+    results = predict_images(model, files, labels, cfg, args.batch_size, args.top_k, args.device)
+    width = min(60, max(len(r["path"]) for r in results))
+    for r in results:
+        shown = r["path"] if len(r["path"]) <= width else "..." + r["path"][-width + 3 :]
+        tops = r.get("error") or "  ".join(f"{t['label']} {t['prob']:.3f}" for t in r["top_k"])
+        print(f"{shown:<{width}s}  {tops}")
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".json":
+            out.write_text(json.dumps(results, indent=2))
+        else:
+            with out.open("w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["path", *[c for i in range(args.top_k) for c in (f"label_{i + 1}", f"prob_{i + 1}")], "error"])
+                for r in results:
+                    tops = [c for t in r.get("top_k", []) for c in (t["label"], f"{t['prob']:.6f}")]
+                    w.writerow([r["path"], *tops, *[""] * (2 * args.top_k - len(tops)), r.get("error", "")])
+        print(f"wrote {out}")
+    return results
+
+
+if __name__ == "__main__":
+    run(main)

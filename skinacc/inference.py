@@ -1,0 +1,130 @@
+"""Inference: collect image inputs, predict top-k labels in batches, export to ONNX and check it.
+
+Preprocessing is the evaluation transform of training (resize, centre crop, normalise with the
+model's own data config), so predictions match what evaluation measured.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from skinacc.data.images import IMAGE_EXTENSIONS
+from skinacc.data.transforms import BatchNormalizer, DataConfig, ImageTransform
+
+__all__ = ["collect_images", "export_onnx", "onnx_max_abs_diff", "predict_images", "preprocess"]
+
+
+def collect_images(inputs: Sequence[str]) -> list[str]:
+    """Expand files, folders (recursively) and glob patterns into a sorted, de-duplicated image list.
+
+    Raises:
+        FileNotFoundError: An input matches nothing, or nothing at all is an image.
+    """
+    found: list[str] = []
+    for item in inputs:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found += [str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")]
+        elif p.is_file():
+            found.append(str(p))
+        else:
+            matches = sorted(glob.glob(os.path.expanduser(item), recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"--inputs {item!r}: no such file, folder or matching glob")
+            found += [m for m in matches if Path(m).suffix.lower() in IMAGE_EXTENSIONS]
+    found = list(dict.fromkeys(found))
+    if not found:
+        raise FileNotFoundError(f"--inputs {list(inputs)}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return found
+
+
+def preprocess(files: Sequence[str], cfg: DataConfig) -> tuple[torch.Tensor, list[int]]:
+    """uint8 (N, 3, S, S) batch of the files that decode, and the indices of those that do not."""
+    t = ImageTransform(cfg, train=False)
+    out = t({"image": list(files), "label": [0] * len(files), "sample_id": list(range(len(files)))})
+    bad = [i for i, x in enumerate(out["pixel_values"]) if x is None]
+    good = [x for x in out["pixel_values"] if x is not None]
+    size = cfg.image_size
+    return (torch.stack(good) if good else torch.empty(0, 3, size, size, dtype=torch.uint8)), bad
+
+
+@torch.no_grad()
+def predict_images(
+    model: nn.Module,
+    files: Sequence[str],
+    label_names: Sequence[str],
+    cfg: DataConfig,
+    batch_size: int = 64,
+    top_k: int = 3,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Top-k predictions for every file.
+
+    Returns:
+        One dict per file: ``path``, ``top_k`` (list of ``{"label", "prob"}``), or ``error`` if it
+        could not be decoded.
+    """
+    device = torch.device(device)
+    norm = BatchNormalizer(cfg, device)
+    model = model.to(device).eval()
+    k = min(top_k, len(label_names))
+    results: list[dict[str, Any]] = []
+    for start in tqdm(range(0, len(files), batch_size), desc="predict", disable=not progress, unit="batch"):
+        chunk = list(files[start : start + batch_size])
+        x, bad = preprocess(chunk, cfg)
+        probs = model(norm(x)).float().softmax(-1).cpu() if len(x) else torch.empty(0, len(label_names))
+        pv, pi = probs.topk(k, dim=-1)
+        row = 0
+        for i, f in enumerate(chunk):
+            if i in bad:
+                results.append({"path": f, "error": "could not decode image"})
+                continue
+            results.append({"path": f, "top_k": [{"label": label_names[int(j)], "prob": float(v)} for v, j in zip(pv[row], pi[row])]})
+            row += 1
+    return results
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: int, opset: int = 18) -> Path:
+    """Export a classifier to ONNX with a dynamic batch axis (input ``pixel_values``, output ``logits``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().cpu()
+    dummy = torch.randn(2, 3, image_size, image_size)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    torch.onnx.export(
+        model,
+        (dummy,),
+        str(path),
+        input_names=["pixel_values"],
+        output_names=["logits"],
+        opset_version=opset,
+        dynamo=True,
+        dynamic_shapes={"x": {0: batch}},
+        external_data=False,
+    )
+    return path
+
+
+def onnx_max_abs_diff(model: nn.Module, onnx_path: str | os.PathLike, x: torch.Tensor) -> dict[str, float]:
+    """Run onnxruntime and PyTorch on the same input; report the largest logit difference."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = sess.run(["logits"], {"pixel_values": x.numpy().astype(np.float32)})[0]
+    with torch.no_grad():
+        ref = model.eval().cpu()(x).numpy()
+    return {
+        "max_abs_diff": float(np.abs(got - ref).max()),
+        "max_abs_logit": float(np.abs(ref).max()),
+        "same_top1": float((got.argmax(1) == ref.argmax(1)).mean()),
+    }

@@ -1,0 +1,153 @@
+"""W&B offline runs read back, Hub folders loaded both ways, inference, ONNX, run comparison."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from skinacc.hub import export_for_hub, load_model
+from skinacc.tracking import prepare_wandb, read_offline_run
+
+from .conftest import REPO, TINY, run_recipe
+
+pytestmark = pytest.mark.slow
+
+
+def _py(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, str(REPO / "recipes" / script), *args], capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def test_offline_wandb_run_records_what_matters(trained_run):
+    run = read_offline_run(trained_run / "wandb")
+    cfg = run["config"]
+    assert cfg["model"]["model"] == "test_efficientnet" and cfg["train"]["seed"] == 42
+    assert cfg["launch"]["num_processes"] == 1 and cfg["launch"]["mixed_precision"] == "no"
+    assert len(cfg["resolved"]["class_names"]) == 3 and cfg["resolved"]["global_batch_size"] == 16
+    assert "synthetic" in cfg["data"]["cache_dir"] or cfg["data"]["data_dir"] is None
+    assert run["name"] == "test_efficientnet-1xcpu-fp32" and run["group"].startswith("test_efficientnet")
+    assert {"test_efficientnet", "fp32", "1proc", "cpu"} <= set(run["tags"])
+    keys = set().union(*run["history"])
+    for k in ("train/step_loss", "train/lr", "epoch/val_loss", "epoch/val_accuracy", "epoch/images_per_sec", "epoch/peak_mem_mb", "epoch/val_balanced_accuracy", "test/accuracy"):
+        assert k in keys, k
+    images = {k: v for row in run["history"] for k, v in row.items() if k.startswith("plots/")}
+    assert len(images) >= 6 and all(v["_type"] == "image-file" and v["path"].endswith(".png") for v in images.values())
+    tables = {k: v for row in run["history"] for k, v in row.items() if k in ("test/per_class", "test/confusion_matrix")}
+    assert {v["_type"] for v in tables.values()} == {"table-file"} and len(tables) == 2
+    media = list((trained_run / "wandb").rglob("media/images/**/*.png"))
+    assert len(media) >= 6
+    table = next((trained_run / "wandb").rglob("media/table/test/per_class*.table.json"))
+    assert len(json.loads(table.read_text())["data"]) == 3
+    model_art = [a for a in run["artifacts"] if a["type"] == "model"]
+    assert model_art and {"config.json", "model.safetensors"} <= set(model_art[0]["files"]) and "best" in model_art[0]["aliases"]
+    assert "test/macro_f1" in run["summary"]
+
+
+def test_no_key_no_mode_goes_offline_loudly(monkeypatch, tmp_path, caplog):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    with caplog.at_level("WARNING"):
+        assert prepare_wandb("wandb") == "offline"
+    assert os.environ["WANDB_MODE"] == "offline" and "OFFLINE" in caplog.text
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert prepare_wandb("wandb") == "disabled"
+    assert prepare_wandb("none") is None
+
+
+def test_wandb_disabled_mode_trains(tmp_path):
+    out = tmp_path / "off"
+    run_recipe("train.py", [*TINY, "--epochs", "1", "--output_dir", str(out), "--report_to", "wandb", "--eval_test", "false"], env={"WANDB_MODE": "disabled"})
+    assert (out / "history.json").is_file() and not list(out.rglob("*.wandb"))
+
+
+def test_hub_folder_loads_with_timm_and_transformers(trained_run, tmp_path):
+    from transformers import AutoModelForImageClassification, pipeline
+
+    folder = export_for_hub(trained_run, tmp_path / "hub", "my-org/skinacc-test")
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    cfg = json.loads((folder / "config.json").read_text())
+    assert "model_args" not in cfg, "timm's model_args.num_classes breaks transformers' TimmWrapper"
+    assert cfg["pretrained_cfg"]["input_size"] == [3, 48, 48] and len(cfg["pretrained_cfg"]["mean"]) == 3
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: timm" in card and "model-index" in card
+    assert "Not a medical device" in card and "balanced_accuracy" in card and "hf-hub:my-org/skinacc-test" in card
+
+    trained, names, data_cfg = load_model(str(trained_run))
+    via_timm = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+    via_hf = AutoModelForImageClassification.from_pretrained(str(folder)).eval()
+    assert via_timm.pretrained_cfg["label_names"] == names == [via_hf.config.id2label[i] for i in range(3)]
+    x = torch.randn(4, 3, 48, 48)
+    with torch.no_grad():
+        ref = trained(x)
+        assert torch.allclose(via_timm(x), ref, atol=1e-6)
+        assert torch.allclose(via_hf(x).logits, ref, atol=1e-6)
+    rows = list(csv.DictReader((trained_run / "eval_test" / "predictions.csv").open()))[:6]
+    root = json.loads((trained_run / "data_report.json").read_text())["root"]
+    clf = pipeline("image-classification", model=str(folder))
+    for r in rows:
+        out = clf(Image.open(os.path.join(root, r["path"])), top_k=1)
+        assert out[0]["label"] == r["predicted"], "transformers' pipeline predicts like skinacc's evaluation"
+
+
+def test_push_to_hub_dry_run_and_offline_error(trained_run, tmp_path):
+    _py("push_to_hub.py", "--model", str(trained_run), "--dry_run", "--output_dir", str(tmp_path / "h"))
+    assert (tmp_path / "h" / "model.safetensors").is_file()
+    proc = _py("push_to_hub.py", "--model", str(trained_run), "--hub_model_id", "my-org/x", "--output_dir", str(tmp_path / "h2"), check=False)
+    assert proc.returncode != 0 and "upload of" in proc.stderr and "my-org/x" in proc.stderr
+    proc = _py("push_to_hub.py", "--model", str(trained_run), check=False)
+    assert proc.returncode == 2 and "--hub_model_id is required" in proc.stderr
+
+
+def test_predict_recipe_matches_evaluation(trained_run, tmp_path):
+    rows = {r["path"]: r for r in csv.DictReader((trained_run / "eval_test" / "predictions.csv").open())}
+    root = json.loads((trained_run / "data_report.json").read_text())["root"]
+    some = sorted(rows)[:5]
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, rel in enumerate(some):
+        (folder / f"{i}.jpg").write_bytes(Path(root, rel).read_bytes())
+    (folder / "broken.jpg").write_text("no image")
+    _py("predict.py", "--model", str(trained_run), "--inputs", str(folder), "--top_k", "2", "--output", str(tmp_path / "p.json"))
+    res = json.loads((tmp_path / "p.json").read_text())
+    assert len(res) == 6 and any("error" in r for r in res)
+    for i, rel in enumerate(some):
+        r = next(x for x in res if x["path"].endswith(f"{i}.jpg"))
+        assert r["top_k"][0]["label"] == rows[rel]["predicted"] and len(r["top_k"]) == 2
+    _py("predict.py", "--model", str(trained_run), "--inputs", str(folder / "[0-2].jpg"), "--output", str(tmp_path / "p.csv"))
+    assert len(list(csv.DictReader((tmp_path / "p.csv").open()))) == 3
+    bad = _py("predict.py", "--model", str(trained_run), "--inputs", str(tmp_path / "nothing-here"), check=False)
+    assert bad.returncode == 2 and "nothing-here" in bad.stderr
+
+
+def test_export_onnx_matches_pytorch(trained_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    proc = _py("export_onnx.py", "--model", str(trained_run), "--output", str(tmp_path / "m.onnx"))
+    rep = json.loads((tmp_path / "m.json").read_text())
+    assert rep["max_abs_diff"] < 1e-4 and rep["same_top1"] == 1.0
+    assert "max |diff|" in proc.stdout
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"pixel_values": np.zeros((7, 3, 48, 48), np.float32)})[0].shape == (7, 3), "dynamic batch"
+
+
+def test_compare_runs_local_and_offline_wandb(trained_run, tmp_path):
+    wandb_dir = next((trained_run / "wandb").glob("offline-run-*"))
+    _py("compare_runs.py", "--runs", str(trained_run), str(wandb_dir), "--output_dir", str(tmp_path / "cmp"))
+    rows = list(csv.DictReader((tmp_path / "cmp" / "comparison.csv").open()))
+    assert len(rows) == 2 and all(float(r["images_per_sec"]) > 0 for r in rows)
+    assert rows[0]["test_accuracy"] == rows[1]["test_accuracy"], "the same run read from its files and from W&B"
+    assert (tmp_path / "cmp" / "comparison.md").read_text().startswith("| run |")
+    assert Image.open(tmp_path / "cmp" / "throughput.png").size[0] > 400
