@@ -43,20 +43,11 @@ from skinacc.config import (
     config_to_dict,
     save_config,
 )
-from skinacc.data import (
-    BatchNormalizer,
-    build_dataloader,
-    default_num_workers,
-    get_transform,
-    load_skin_dataset,
-    resolve_data_config,
-    set_transforms,
-)
-from skinacc.engine import TrainState, assert_ranks_agree, build_optimizer, evaluate, train_one_epoch
+from skinacc.engine import TrainState, assert_ranks_agree, evaluate, train_one_epoch
 from skinacc.hub import export_for_hub, push_folder_to_hub, save_timm_folder
 from skinacc.metrics import compute_all
 from skinacc.metrics.report import EVAL_PLOTS, format_metrics_table, scalar_metrics, write_evaluation
-from skinacc.models import create_model
+from skinacc.pipeline import build_training
 from skinacc.plots import plot_training_curves
 from skinacc.tracking import (
     format_epoch_line,
@@ -92,35 +83,15 @@ def main(argv: list[str] | None = None) -> dict:
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     set_seed(args.seed)
 
-    # ---- data: generated/verified once by the main process, then read from cache by the others
-    with accelerator.main_process_first():
-        data = load_skin_dataset(data_args)
-    accelerator.print(data.report.summary())
-
-    # ---- model and the data config it implies
-    model, weights = create_model(model_args, data.num_classes)
-    accelerator.print(f"model {model_args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, weights: {weights.describe()}")
-    data_cfg = resolve_data_config(model, data_args.image_size, data_args.resize_size, data_args.mean, data_args.std)
-    if model_args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    ds = set_transforms(data.dataset, data_cfg, seed=args.seed, hflip=data_args.hflip, fast_decode=data_args.fast_decode)
-    workers = default_num_workers(data_args.num_workers, accelerator.num_processes)
-    loader_kw = dict(num_workers=workers, pin_memory=data_args.pin_memory, persistent_workers=data_args.persistent_workers, prefetch_factor=data_args.prefetch_factor, seed=args.seed)
-    eval_bs = args.eval_batch_size or 2 * args.batch_size
-    train_loader = build_dataloader(ds["train"], args.batch_size, train=True, **loader_kw)
-    val_loader = build_dataloader(ds["validation"], eval_bs, train=False, **loader_kw)
-    test_loader = build_dataloader(ds["test"], eval_bs, train=False, **loader_kw)
-    train_tf = get_transform(ds["train"])
-
-    optimizer = build_optimizer(model, args.optimizer, args.lr, args.weight_decay, args.momentum)
-    model, optimizer, train_loader, val_loader, test_loader = accelerator.prepare(model, optimizer, train_loader, val_loader, test_loader)
+    pieces = build_training(accelerator, data_args, model_args, args)
+    data, ds, model, optimizer, weights, data_cfg = pieces.data, pieces.datasets, pieces.model, pieces.optimizer, pieces.weights, pieces.data_cfg
+    train_loader, val_loader, test_loader, normalizer, loss_fn = pieces.train_loader, pieces.val_loader, pieces.test_loader, pieces.normalizer, pieces.loss_fn
+    train_tf = pieces.train_transform
     # Not prepared on purpose: see skinacc.callbacks (accelerate would step it once per process).
     scheduler = build_plateau_scheduler(optimizer, args.plateau_factor, args.plateau_patience, args.min_lr)
     stopper = EarlyStopping(args.early_stopping_patience, args.early_stopping_min_delta)
     state = TrainState(world_size=accelerator.num_processes, process_index=accelerator.process_index)
     accelerator.register_for_checkpointing(scheduler, stopper, state)
-    normalizer = BatchNormalizer(data_cfg, accelerator.device, channels_last=model_args.channels_last)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
 
     launch = launch_info(accelerator)
     identity = run_identity(model_args.model, launch, data.report.source, model_args.channels_last)
@@ -132,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise CheckpointError(f"--resume_from_checkpoint={path}: saved mid-epoch with {state.saved_world_size} processes; resume with the same number (now {accelerator.num_processes})")
         accelerator.print(f"resumed from {path}: epoch {state.epoch + 1}, batch {state.batch_in_epoch}, step {state.global_step}")
 
-    extra = {"launch": launch, "run": identity, "resolved": {"weights": weights.describe(), "data_config": data_cfg.to_dict(), "num_classes": data.num_classes, "class_names": data.class_names, "global_batch_size": args.batch_size * accelerator.num_processes * args.grad_accum_steps, "data_workers": workers}}
+    extra = {"launch": launch, "run": identity, "resolved": {"weights": weights.describe(), "data_config": data_cfg.to_dict(), "num_classes": data.num_classes, "class_names": data.class_names, "global_batch_size": args.batch_size * accelerator.num_processes * args.grad_accum_steps, "data_workers": pieces.workers}}
     if accelerator.is_main_process:
         save_config(out / "config.yaml", data_args, model_args, args, log_args, extra=extra)
         data.report.save(out / "data_report.json")

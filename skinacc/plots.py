@@ -23,10 +23,12 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_loader_benchmark",
     "plot_per_class",
+    "plot_profile",
     "plot_reliability",
     "plot_roc_curves",
     "plot_run_comparison",
     "plot_scaling",
+    "plot_throughput_benchmark",
     "plot_training_curves",
     "save",
 ]
@@ -264,3 +266,74 @@ def plot_scaling(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike, key
         ax.legend(fontsize=8)
         ax.xaxis.get_major_locator().set_params(integer=True)
     return [save(fig, out / "scaling.png")]
+
+
+def _hbar(ax, names: Sequence[str], values: Sequence[float], xlabel: str, title: str, fmt: str = "{:.1f}") -> None:
+    y = np.arange(len(names))[::-1]
+    ax.barh(y, values, color="#4C72B0")
+    short = [n if len(n) <= 60 else n[:57] + "..." for n in names]
+    ax.set_yticks(y, short, fontsize=7)
+    for yi, v in zip(y, values):
+        ax.annotate(fmt.format(v), (v, yi), xytext=(2, 0), textcoords="offset points", va="center", fontsize=6)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def plot_profile(summary: dict[str, Any], out_dir: str | os.PathLike, top: int = 15) -> list[Path]:
+    """The seed's three profiler figures: operator time breakdown, launch counts, mean kernel duration."""
+    out = Path(out_dir)
+    dev = summary["device"]
+    unit = "kernels" if dev == "cuda" else "operators (CPU: no kernels)"
+    made = []
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(15, max(4.5, 0.28 * top + 1.5)), gridspec_kw={"width_ratios": [3, 2]})
+    ops = summary["operators"][:top]
+    _hbar(a1, [o["name"] for o in ops], [o["self_ms"] for o in ops], f"self time (ms, {dev}) over {summary['steps']} steps", "Top operators by self time")
+    cats = summary["categories"]
+    _hbar(a2, list(cats), list(cats.values()), "time (ms)", "Time by category")
+    made.append(save(fig, out / "operator_time.png"))
+    fig, ax = plt.subplots(figsize=(10, max(4.5, 0.28 * top + 1.5)))
+    ks = summary["kernels_by_launches"][:top]
+    _hbar(ax, [k["name"] for k in ks], [k["launches"] for k in ks], "launches", f"Launch counts, top {unit}", "{:.0f}")
+    made.append(save(fig, out / "kernel_launches.png"))
+    fig, ax = plt.subplots(figsize=(10, max(4.5, 0.28 * top + 1.5)))
+    ks = summary["kernels"][:top]
+    _hbar(ax, [k["name"] for k in ks], [k["mean_us"] for k in ks], "mean duration (µs)", f"Average duration, {unit} with the most total time")
+    made.append(save(fig, out / "kernel_mean_duration.png"))
+    return made
+
+
+def plot_throughput_benchmark(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike) -> list[Path]:
+    """Throughput and memory by precision (per mode and batch, single-process variants), and scaling."""
+    out = Path(out_dir)
+    ok = [r for r in rows if "images_per_sec" in r]
+    made: list[Path] = []
+    if not ok:
+        return made
+    n_min = min(r["processes"] for r in ok)
+    base = [r for r in ok if r["processes"] == n_min]
+
+    def label(r: dict[str, Any]) -> str:
+        extra = (" CL" if r.get("channels_last") else "") + (" compiled" if r.get("compile") else "")
+        return f"{r['mode']} bs{r['batch_size']}{extra}"
+
+    groups = list(dict.fromkeys(label(r) for r in base))
+    precs = [p for p in ("fp32", "fp16", "bf16") if any(r["precision"] == p for r in base)]
+    for key, ylabel, name, title in (("images_per_sec", "images / s", "throughput_by_precision.png", "Throughput by precision"), ("peak_mem_mb", "peak memory (MB)", "memory_by_precision.png", "Peak memory by precision")):
+        fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(groups) + 2), 4.8))
+        width = 0.8 / max(1, len(precs))
+        for i, prec in enumerate(precs):
+            vals = [next((r[key] for r in base if label(r) == g and r["precision"] == prec), 0.0) for g in groups]
+            pos = np.arange(len(groups)) + (i - (len(precs) - 1) / 2) * width
+            bars = ax.bar(pos, vals, width, label=prec)
+            for b, v in zip(bars, vals):
+                ax.annotate(f"{v:.0f}" if v else "n/a", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=6)
+        ax.set_xticks(range(len(groups)), _wrap(groups, 16), rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{title} ({base[0]['model']}, {n_min} process(es), {base[0].get('device', '')})")
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        made.append(save(fig, out / name))
+    series = [r | {"precision": f"{r['precision']} {label(r)}"} for r in ok if r["mode"] in ("train", "train_e2e_jpeg")]
+    made += plot_scaling(series, out)
+    return made

@@ -39,3 +39,42 @@ def test_benchmark_dataloading_tiny(tmp_path):
     assert "skipped" in rows[("small", "gpu_decode")] or rows[("small", "gpu_decode")]["images_per_sec"] > 0
     assert (out / "loading.csv").read_text().count("\n") == len(data["results"]) + 1
     assert Image.open(out / "loading.png").size[0] > 400
+
+
+def test_benchmark_throughput_scaling_tiny(tmp_path):
+    """Driver mode on CPU: 1 and 2 gloo processes, fp32/bf16, channels-last on/off, train/infer, and end-to-end JPEG."""
+    root = generate_synthetic_dataset(SyntheticSpec(num_classes=3, images_per_class=30, image_size=96), tmp_path / "c")
+    out = tmp_path / "tp"
+    _run("benchmark_throughput.py", ["--launch_processes", "1", "2", "--launch_config", "accelerate_configs/cpu_2proc.yaml", "--launch_cpu", "--model", "test_efficientnet", "--num_classes", "3", "--image_size", "48", "--batch_sizes", "4", "--precisions", "fp32", "bf16", "--steps", "2", "--warmup", "1", "--e2e_data_dir", str(root), "--e2e_batches", "3", "--e2e_workers", "1", "--output_dir", str(out)])
+    data = json.loads((out / "throughput.json").read_text())
+    rows = data["results"]
+    assert {r["processes"] for r in rows} == {1, 2}
+    assert {r["mode"] for r in rows} == {"train", "infer", "train_e2e_jpeg"}
+    assert {r["precision"] for r in rows if r["mode"] == "train"} == {"fp32", "bf16"}
+    for r in rows:
+        assert r["images_per_sec"] > 0 and r["peak_mem_mb"] > 0 and r["speedup"] > 0, r
+    two = [r for r in rows if r["processes"] == 2]
+    assert all(r["scaling_efficiency"] == pytest.approx(r["speedup"] / 2) for r in two)
+    e2e = [r for r in rows if r["mode"] == "train_e2e_jpeg"]
+    assert all(0 <= r["data_wait_pct"] <= 100 for r in e2e)
+    for png in ("throughput_by_precision.png", "memory_by_precision.png", "scaling.png"):
+        assert Image.open(out / png).size[0] > 400, png
+    assert (out / "throughput.csv").read_text().count("\n") == len(rows) + 1
+
+
+def test_profile_recipe_two_processes(tmp_path):
+    from .conftest import TINY, run_two_process
+
+    out = tmp_path / "prof"
+    proc = run_two_process("profile_training.py", [*TINY, "--profile_dir", str(out), "--warmup_steps", "1", "--profile_steps", "2", "--batch_size", "8"])
+    assert "launches/step" in proc.stdout
+    s = json.loads((out / "summary.json").read_text())
+    assert s["launch"]["num_processes"] == 2 and s["steps"] == 2
+    assert s["operators"] and s["kernels"] and s["kernels_by_launches"] and s["categories"]
+    assert "skinacc/data_wait" in s["ranges"] and "skinacc/forward_backward" in s["ranges"]
+    assert s["all_reduce_ms"] > 0, "DDP all-reduce is visible"
+    assert s["training"]["images_per_sec"] > 0 and 0 <= s["training"]["data_wait_pct"] <= 100
+    traces = sorted(out.glob("profile_*.json"))
+    assert len(traces) == 2 and "traceEvents" in json.loads(traces[0].read_text())
+    for png in ("operator_time.png", "kernel_launches.png", "kernel_mean_duration.png"):
+        assert Image.open(out / png).size[0] > 400, png
