@@ -11,8 +11,6 @@ Writes ``loading.json``, ``loading.csv`` and ``loading.png`` to ``--output_dir``
 
 from __future__ import annotations
 
-import csv
-import json
 import platform
 import tempfile
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from skinacc.bench import LOADER_STRATEGIES, make_large_jpegs, run_loader_benchm
 from skinacc.config import default_cache_dir
 from skinacc.data import SyntheticSpec, generate_synthetic_dataset, resolve_data_config
 from skinacc.plots import plot_loader_benchmark
+from skinacc.tracking import log_results_run, write_rows
 
 ISIC8 = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic8-dermoscopy"
 
@@ -45,6 +44,8 @@ class LoadingBenchArguments:
     image_size: int = field(default=224, metadata={"help": "Crop size (resize = image_size / 0.875)."})
     max_images: int = field(default=512, metadata={"help": "Images timed per strategy and set."})
     repeats: int = field(default=3, metadata={"help": "Interleaved timed runs per strategy (median reported)."})
+    report_to: str = field(default="none", metadata={"help": "'wandb' also logs the results table and plots to W&B."})
+    project: str = field(default="skinacc", metadata={"help": "W&B project."})
     device: str = field(default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "Where batches are finished."})
 
     def validate(self) -> list[str]:
@@ -68,13 +69,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             results.append({"image_set": image_set, "root": str(root), **r})
             print(f"{image_set:5s} {r['strategy']:24s} " + (f"{r['images_per_sec']:8.1f} img/s" if "images_per_sec" in r else r.get("skipped", "")) + (f"  ({r['vs_imagefolder']:.2f}x ImageFolder)" if "vs_imagefolder" in r else ""))
     meta = {"machine": platform.node(), "cpu_count": torch.get_num_threads(), "platform": platform.platform(), "torch": str(torch.__version__), "date": str(date.today()), "device": args.device, "args": vars(args)}
-    (out / "loading.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    keys = list(dict.fromkeys(k for r in results for k in r))
-    with (out / "loading.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(results)
+    write_rows(out / "loading", results, meta)
     plot_loader_benchmark(results, out / "loading.png")
+    log_results_run(args.report_to, args.project, "benchmark_dataloading", results, [out / "loading.png"], meta, out)
     print(f"wrote {out / 'loading.json'}, loading.csv, loading.png")
     return results
 

@@ -21,7 +21,6 @@ efficiency vs processes) to --output_dir.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import os
@@ -42,7 +41,7 @@ from skinacc.config import DataArguments, ModelArguments, TrainArguments
 from skinacc.engine import TrainState, train_one_epoch
 from skinacc.pipeline import build_training
 from skinacc.plots import plot_throughput_benchmark
-from skinacc.tracking import launch_info
+from skinacc.tracking import launch_info, log_results_run, write_rows
 
 REPO = Path(__file__).resolve().parents[1]
 ON_OFF = {"off": False, "on": True}
@@ -68,6 +67,8 @@ class ThroughputArguments:
     output_dir: str = field(default="outputs/bench_throughput", metadata={"help": "Results and plots."})
     launch_processes: list[int] | None = field(default=None, metadata={"help": "Driver mode: launch this script under each process count and merge."})
     launch_config: str = field(default="accelerate_configs/1gpu_fp32.yaml", metadata={"help": "accelerate config for driver mode (--num_processes is overridden)."})
+    report_to: str = field(default="none", metadata={"help": "'wandb' also logs the results table and plots to W&B."})
+    project: str = field(default="skinacc", metadata={"help": "W&B project."})
     launch_cpu: bool = field(default=False, metadata={"help": "Driver mode on CPU: ACCELERATE_USE_CPU=1 and --mixed_precision no (gloo ranks)."})
 
     def validate(self) -> list[str]:
@@ -146,16 +147,12 @@ def add_scaling(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def write(rows: list[dict], out: Path, meta: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "throughput.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with (out / "throughput.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    for p in plot_throughput_benchmark(rows, out):
+def write(rows: list[dict], out: Path, meta: dict, args: ThroughputArguments) -> None:
+    write_rows(out / "throughput", rows, meta)
+    plots = plot_throughput_benchmark(rows, out)
+    for p in plots:
         print(p)
+    log_results_run(args.report_to, args.project, "benchmark_throughput", rows, plots, meta | {"args": vars(args)}, out)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -165,10 +162,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not args.launch_processes:
         rows = measure_all(args)
         if int(os.environ.get("RANK", "0")) == 0 and not os.environ.get("SKINACC_BENCH_CHILD"):
-            write(add_scaling(rows), out, {"processes": [rows[0]["processes"]] if rows else []})
+            write(add_scaling(rows), out, {"processes": [rows[0]["processes"]] if rows else []}, args)
         return rows
     # Driver: re-launch this script under each process count, then merge.
-    drop = {"--launch_processes", "--launch_config", "--launch_cpu"}
+    drop = {"--launch_processes", "--launch_config", "--launch_cpu", "--report_to"}
     child_args, skip = [], False
     for a in argv:
         if skip and not a.startswith("--"):
@@ -184,7 +181,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"== {n} process(es): {' '.join(cmd)}", flush=True)
         subprocess.run(cmd, check=True, env=env, cwd=REPO)
         rows += json.loads((out / f"throughput_{n}proc.json").read_text())["results"]
-    write(add_scaling(rows), out, {"processes": args.launch_processes, "launch_config": args.launch_config, "date": str(date.today())})
+    write(add_scaling(rows), out, {"processes": args.launch_processes, "launch_config": args.launch_config, "date": str(date.today())}, args)
     return rows
 
 

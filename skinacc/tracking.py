@@ -20,6 +20,7 @@ __all__ = [
     "log_artifact",
     "log_evaluation",
     "log_images",
+    "log_results_run",
     "prepare_wandb",
     "read_offline_run",
     "records_markdown",
@@ -28,6 +29,7 @@ __all__ = [
     "wandb_run",
     "write_history",
     "write_json",
+    "write_rows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,19 +78,22 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     return path
 
 
-def write_history(output_dir: str | os.PathLike, history: list[dict[str, Any]]) -> None:
-    """Write the per-epoch history as ``history.json`` and ``history.csv``."""
-    out = Path(output_dir)
-    write_json(out / "history.json", history)
-    if not history:
-        return
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    tmp = out / ".history.csv.tmp"
+def write_rows(path: str | os.PathLike, rows: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> None:
+    """Write result rows as ``<path>.csv`` (union of keys as columns) and ``<path>.json`` (with ``meta``), atomically."""
+    path = Path(path)
+    write_json(path.with_suffix(".json"), rows if meta is None else {"meta": meta, "results": rows})
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    tmp = path.with_name(f".{path.stem}.csv.tmp")
     with tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
-        w.writerows(history)
-    os.replace(tmp, out / "history.csv")
+        w.writerows(rows)
+    os.replace(tmp, path.with_suffix(".csv"))
+
+
+def write_history(output_dir: str | os.PathLike, history: list[dict[str, Any]]) -> None:
+    """Write the per-epoch history as ``history.json`` and ``history.csv``."""
+    write_rows(Path(output_dir) / "history", history)
 
 
 def format_epoch_line(r: dict[str, Any], epochs: int) -> str:
@@ -369,3 +374,21 @@ def records_markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def log_results_run(report_to: str, project: str, job_type: str, rows: list[dict[str, Any]], images: list[str | os.PathLike], config: dict[str, Any], out_dir: str | os.PathLike) -> None:
+    """Log a benchmark's rows (as a table) and plots (as images) as one W&B run of ``job_type``.
+
+    Benchmarks run outside a training loop (and the scaling driver outside any accelerate launch), so
+    this starts a plain ``wandb`` run; the mode follows :func:`prepare_wandb`.
+    """
+    if report_to != "wandb":
+        return
+    import wandb
+
+    prepare_wandb(report_to)
+    run = wandb.init(project=project, job_type=job_type, config=config, dir=str(out_dir), reinit="finish_previous")
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    table = wandb.Table(columns=cols, data=[[json.dumps(r.get(c)) if isinstance(r.get(c), list | dict) else r.get(c) for c in cols] for r in rows])
+    run.log({f"{job_type}/results": table, **{f"{job_type}/{Path(p).stem}": wandb.Image(str(p)) for p in images if Path(p).is_file()}})
+    run.finish()

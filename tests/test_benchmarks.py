@@ -30,7 +30,7 @@ def _run(script: str, args: list[str]):
 def test_benchmark_dataloading_tiny(tmp_path):
     root = generate_synthetic_dataset(SyntheticSpec(num_classes=3, images_per_class=24, image_size=96), tmp_path / "c")
     out = tmp_path / "bench"
-    _run("benchmark_dataloading.py", ["--data_dir", str(root), "--output_dir", str(out), "--large_size", "400", "--large_per_class", "24", "--batch_size", "8", "--max_images", "24", "--image_size", "64", "--repeats", "1"])
+    _run("benchmark_dataloading.py", ["--data_dir", str(root), "--output_dir", str(out), "--large_size", "400", "--large_per_class", "24", "--batch_size", "8", "--max_images", "24", "--image_size", "64", "--repeats", "1", "--report_to", "wandb"])
     data = json.loads((out / "loading.json").read_text())
     rows = {(r["image_set"], r["strategy"]): r for r in data["results"]}
     for s in ("torchvision_imagefolder", "skinacc", "preresized_cache", "manual_split", "single_process"):
@@ -39,6 +39,10 @@ def test_benchmark_dataloading_tiny(tmp_path):
     assert "skipped" in rows[("small", "gpu_decode")] or rows[("small", "gpu_decode")]["images_per_sec"] > 0
     assert (out / "loading.csv").read_text().count("\n") == len(data["results"]) + 1
     assert Image.open(out / "loading.png").size[0] > 400
+    from skinacc.tracking import read_offline_run
+
+    logged = read_offline_run(out / "wandb")
+    assert logged["job_type"] == "benchmark_dataloading" and "benchmark_dataloading/results" in logged["summary"]
 
 
 def test_benchmark_throughput_scaling_tiny(tmp_path):
