@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/gpu_check.sh                 # on a CUDA machine, from the repo root
 #   SMOKE=1 bash benchmarks/gpu_check.sh         # the same steps at toy sizes on a CPU (checks the script)
+#   PACK=$OUT bash benchmarks/gpu_check.sh       # on the device tool: also pack the results into $PACK/gpu_check.tgz
 #
 # Results (JSON, CSV, PNG) go to $OUT (default outputs/gpu_check). On the workplace's device machine,
 # `datasets` and friends are missing from the image: carry wheels as the device README says and set
@@ -17,9 +18,9 @@ export PYTHONUNBUFFERED=1 WANDB_MODE=disabled HF_HUB_OFFLINE=1 SKINACC_CACHE=${S
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 
 if [[ "${SMOKE:-0}" == 1 ]]; then
-  MODEL=test_efficientnet; SIZE=64; BATCHES="8 16"; STEPS=2; WARM=1; N_IMG=20; WORKERS=1; E2E=3; CFG=cpu; LARGE=400
+  MODEL=test_efficientnet; SIZE=64; BATCHES="8 16"; STEPS=2; WARM=1; N_IMG=160; WORKERS=1; E2E=3; CFG=cpu; LARGE=400
 else
-  MODEL=efficientnet_b3; SIZE=224; BATCHES="64 256"; STEPS=25; WARM=8; N_IMG=400; WORKERS=14; E2E=40; CFG=1gpu; LARGE=1200
+  MODEL=efficientnet_b3; SIZE=224; BATCHES="64 256"; STEPS=25; WARM=8; N_IMG=2400; WORKERS=14; E2E=40; CFG=1gpu; LARGE=1200
 fi
 $PY - <<PYEOF | tee "$OUT/env.txt"
 import torch, platform
@@ -69,3 +70,10 @@ for cfgp in "$FP16_CFG" "$BF16_CFG"; do
     --eval_test false --output_dir "$OUT/train_$(basename "$cfgp" .yaml)"
 done
 log "done: $OUT"
+# One archive of the results for the device tool's $OUT (at most 8 files come back): JSON, CSV and
+# plots, without the Chrome traces (tens of MB for EfficientNet-B3).
+if [[ -n "${PACK:-}" ]]; then
+  mkdir -p "$PACK"
+  tar czf "$PACK/gpu_check.tgz" --exclude='profile_*.json' --exclude='checkpoints' --exclude='*.safetensors' -C "$OUT" .
+  log "packed $PACK/gpu_check.tgz ($(du -h "$PACK/gpu_check.tgz" | cut -f1))"
+fi

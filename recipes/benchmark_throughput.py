@@ -62,7 +62,7 @@ class ThroughputArguments:
     steps: int = field(default=20, metadata={"help": "Timed steps per variant."})
     warmup: int = field(default=5, metadata={"help": "Untimed steps per variant (autotuning, compilation)."})
     e2e_data_dir: str | None = field(default=None, metadata={"help": "JPEG image folder: also measure end-to-end training through skinacc's pipeline."})
-    e2e_batches: int = field(default=30, metadata={"help": "Batches of the end-to-end measurement (after 5 warm-up batches)."})
+    e2e_batches: int = field(default=30, metadata={"help": "Timed batches of the end-to-end measurement (after 5 warm-up batches; small folders are read for several epochs)."})
     e2e_workers: int = field(default=8, metadata={"help": "DataLoader workers per process for the end-to-end measurement."})
     output_dir: str = field(default="outputs/bench_throughput", metadata={"help": "Results and plots."})
     launch_processes: list[int] | None = field(default=None, metadata={"help": "Driver mode: launch this script under each process count and merge."})
@@ -89,11 +89,35 @@ def end_to_end(accelerator, args: ThroughputArguments, batch_size: int) -> dict:
     train_args = TrainArguments(batch_size=batch_size, output_dir=args.output_dir)
     p = build_training(accelerator, data_args, ModelArguments(model=args.model, pretrained=False), train_args)
     state = TrainState(world_size=accelerator.num_processes, process_index=accelerator.process_index)
-    p.train_loader.set_epoch(0)
-    p.train_transform.set_epoch(0)
-    train_one_epoch(accelerator, p.model, p.train_loader, p.optimizer, p.loss_fn, p.normalizer, state, max_batches=5, desc="e2e warm-up")
-    rest = accelerator.skip_first_batches(p.train_loader, state.batch_in_epoch)
-    stats = train_one_epoch(accelerator, p.model, rest, p.optimizer, p.loss_fn, p.normalizer, state, max_batches=5 + args.e2e_batches, desc="e2e")
+    per_epoch = len(p.train_loader)
+    if per_epoch < 1:
+        raise ValueError(f"--e2e_data_dir={args.e2e_data_dir!r}: fewer images than one batch of {batch_size} per process")
+    # Small folders are read for several epochs: warm up for 5 batches, then time --e2e_batches more.
+    warm, timed, epoch = 5, [], 0
+    while sum(t["batches"] for t in timed) < args.e2e_batches:
+        p.train_loader.set_epoch(epoch)
+        p.train_transform.set_epoch(epoch)
+        state.start_epoch()
+        if warm > 0:
+            train_one_epoch(accelerator, p.model, p.train_loader, p.optimizer, p.loss_fn, p.normalizer, state, max_batches=min(warm, per_epoch), desc="e2e warm-up")
+            warm -= state.batch_in_epoch
+            if state.batch_in_epoch < per_epoch:
+                rest = accelerator.skip_first_batches(p.train_loader, state.batch_in_epoch)
+                done = state.batch_in_epoch
+                s = train_one_epoch(accelerator, p.model, rest, p.optimizer, p.loss_fn, p.normalizer, state, desc="e2e")
+                timed.append(s | {"batches": state.batch_in_epoch - done})
+        else:
+            s = train_one_epoch(accelerator, p.model, p.train_loader, p.optimizer, p.loss_fn, p.normalizer, state, desc="e2e")
+            timed.append(s | {"batches": state.batch_in_epoch})
+        epoch += 1
+    secs = sum(t["seconds"] for t in timed)
+    stats = {
+        "images_per_sec": sum(t["images"] for t in timed) / secs,
+        "data_wait_pct": 100.0 * sum(t["data_wait_s"] for t in timed) / secs,
+        "step_time_ms": 1000.0 * secs / sum(t["batches"] for t in timed),
+        "peak_mem_mb": max(t["peak_mem_mb"] for t in timed),
+        "epochs": epoch,
+    }
     accelerator.free_memory()
     prec = accelerator.mixed_precision if accelerator.mixed_precision != "no" else "fp32"
     return {"mode": "train_e2e_jpeg", "precision": prec, "channels_last": False, "compile": False, "batch_size": batch_size, "processes": accelerator.num_processes,

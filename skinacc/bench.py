@@ -60,21 +60,30 @@ def time_batches(batches: Iterable, finish, max_images: int, warmup_batches: int
     return {"images": n, "seconds": dt, "images_per_sec": n / dt if dt > 0 else 0.0}
 
 
-def make_large_jpegs(src_root: str | os.PathLike, dst_root: str | os.PathLike, size: int = 1200, limit_per_class: int | None = None) -> Path:
-    """Upscale an image folder to ``size`` px JPEGs (with fresh sensor noise), like the Kaggle originals."""
+def _upscale_one(args: tuple[str, str, int, int]) -> None:
+    src, dst, size, seed = args
+    img = Image.open(src).convert("RGB")
+    w, h = img.size
+    big = img.resize((size, round(size * h / w)), Image.BICUBIC)
+    noise = np.random.default_rng(seed).integers(-6, 7, (big.size[1], big.size[0], 3), dtype=np.int16)
+    Image.fromarray(np.clip(np.asarray(big, dtype=np.int16) + noise, 0, 255).astype(np.uint8)).save(dst, quality=92)
+
+
+def make_large_jpegs(src_root: str | os.PathLike, dst_root: str | os.PathLike, size: int = 1200, limit_per_class: int | None = None, workers: int | None = None) -> Path:
+    """Upscale an image folder to ``size`` px JPEGs (with fresh sensor noise), like the Kaggle originals.
+
+    Built once (a ``.done`` marker), in parallel over ``workers`` processes (default: all cores).
+    """
     src, dst = Path(src_root), Path(dst_root)
     if (dst / ".done").is_file():
         return dst
-    rng = np.random.default_rng(0)
+    jobs = []
     for cdir in sorted(d for d in src.iterdir() if d.is_dir()):
         (dst / cdir.name).mkdir(parents=True, exist_ok=True)
         files = sorted(f for f in cdir.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png"))[:limit_per_class]
-        for f in files:
-            img = Image.open(f).convert("RGB")
-            w, h = img.size
-            big = img.resize((size, round(size * h / w)), Image.BICUBIC)
-            arr = np.asarray(big, dtype=np.int16) + rng.integers(-6, 7, (big.size[1], big.size[0], 3), dtype=np.int16)
-            Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(dst / cdir.name / f"{f.stem}.jpg", quality=92)
+        jobs += [(str(f), str(dst / cdir.name / f"{f.stem}.jpg"), size, len(jobs) + i) for i, f in enumerate(files)]
+    with ProcessPoolExecutor(workers or os.cpu_count()) as ex:
+        list(ex.map(_upscale_one, jobs, chunksize=16))
     (dst / ".done").write_text("ok")
     return dst
 
