@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
     data, ds, model, optimizer, weights, data_cfg = pieces.data, pieces.datasets, pieces.model, pieces.optimizer, pieces.weights, pieces.data_cfg
     train_loader, val_loader, test_loader, normalizer, loss_fn = pieces.train_loader, pieces.val_loader, pieces.test_loader, pieces.normalizer, pieces.loss_fn
     train_tf = pieces.train_transform
+    if not len(ds["validation"]):
+        raise ValueError(f"--val_size={data_args.val_size}: the validation split is empty, but ReduceLROnPlateau, early stopping and the best-model choice need one")
     # Not prepared on purpose: see skinacc.callbacks (accelerate would step it once per process).
     scheduler = build_plateau_scheduler(optimizer, args.plateau_factor, args.plateau_patience, args.min_lr)
     stopper = EarlyStopping(args.early_stopping_patience, args.early_stopping_min_delta)
