@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
             accelerator.init_trackers(log_args.project, config={"profile": vars(prof_args), "model": model_args.model}, init_kwargs={"wandb": {"job_type": "profile", "dir": str(out)}})
             wb = wandb_run(accelerator)
             log_images(wb, {f"profile/{q.stem}": q for q in plots})
-            log_artifact(wb, out, "profiler-traces", "profile", metadata={"steps": prof_args.profile_steps, "device": summary["device"]})
+            files = sorted(out.glob("profile_*.json")) + sorted(out.glob("summary*.json")) + plots
+            log_artifact(wb, files, "profiler-traces", "profile", metadata={"steps": prof_args.profile_steps, "device": summary["device"]})
     accelerator.end_training()
     return summary
 

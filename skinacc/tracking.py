@@ -179,18 +179,19 @@ def log_evaluation(run, metrics: dict[str, Any], prefix: str, step: int | None =
             run.summary[f"{prefix}/{k}"] = v
 
 
-def log_artifact(run, path: str | os.PathLike, name: str, type_: str, metadata: dict[str, Any] | None = None, aliases: list[str] | None = None) -> None:
-    """Log a file or folder as a W&B artifact (the best model as ``type_='model'``, traces as ``profile``)."""
+def log_artifact(run, path: str | os.PathLike | list, name: str, type_: str, metadata: dict[str, Any] | None = None, aliases: list[str] | None = None) -> None:
+    """Log a folder, a file or a list of files as a W&B artifact (the best model as ``type_='model'``,
+    profiler traces as ``profile``)."""
     if run is None:
         return
     import wandb
 
     art = wandb.Artifact(name, type=type_, metadata=metadata or {})
-    p = Path(path)
-    if p.is_dir():
-        art.add_dir(str(p))
-    else:
-        art.add_file(str(p))
+    for p in map(Path, path if isinstance(path, list) else [path]):
+        if p.is_dir():
+            art.add_dir(str(p))
+        else:
+            art.add_file(str(p))
     run.log_artifact(art, aliases=aliases or [])
 
 

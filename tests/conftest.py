@@ -53,9 +53,9 @@ def run_recipe(script: str, args: list[str], config: str = "cpu.yaml", env: dict
     return proc
 
 
-def run_two_process(script: str, args: list[str], **kw) -> subprocess.CompletedProcess:
+def run_two_process(script: str, args: list[str], env: dict | None = None, **kw) -> subprocess.CompletedProcess:
     """Two real gloo ranks on the CPU (see accelerate_configs/cpu_2proc.yaml for why it is done so)."""
-    return run_recipe(script, args, config="cpu_2proc.yaml", env={"ACCELERATE_USE_CPU": "1"}, extra_launch=["--mixed_precision", "no"], **kw)
+    return run_recipe(script, args, config="cpu_2proc.yaml", env={"ACCELERATE_USE_CPU": "1", **(env or {})}, extra_launch=["--mixed_precision", "no"], **kw)
 
 
 @pytest.fixture(scope="session")

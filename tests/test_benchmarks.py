@@ -70,7 +70,7 @@ def test_profile_recipe_two_processes(tmp_path):
     from .conftest import TINY, run_two_process
 
     out = tmp_path / "prof"
-    proc = run_two_process("profile_training.py", [*TINY, "--profile_dir", str(out), "--warmup_steps", "1", "--profile_steps", "2", "--batch_size", "8"])
+    proc = run_two_process("profile_training.py", [*TINY, "--profile_dir", str(out), "--warmup_steps", "1", "--profile_steps", "2", "--batch_size", "8", "--report_to", "wandb"], env={"WANDB_MODE": "offline"})
     assert "launches/step" in proc.stdout
     s = json.loads((out / "summary.json").read_text())
     assert s["launch"]["num_processes"] == 2 and s["steps"] == 2
@@ -82,3 +82,8 @@ def test_profile_recipe_two_processes(tmp_path):
     assert len(traces) == 2 and "traceEvents" in json.loads(traces[0].read_text())
     for png in ("operator_time.png", "kernel_launches.png", "kernel_mean_duration.png"):
         assert Image.open(out / png).size[0] > 400, png
+    from skinacc.tracking import read_offline_run
+
+    logged = read_offline_run(out / "wandb")
+    traces = [a for a in logged["artifacts"] if a["type"] == "profile"]
+    assert traces and {"profile_0.json", "profile_1.json", "summary.json"} <= set(traces[0]["files"]), "traces logged as a W&B artifact"
