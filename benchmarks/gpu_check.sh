@@ -56,6 +56,10 @@ for cfgp in "$BF16_CFG" "$FP16_CFG"; do
     --e2e_data_dir "$LARGE_DIR" --e2e_batches $E2E --e2e_workers $WORKERS --output_dir "$OUT/e2e_$(basename "$cfgp" .yaml)"
 done
 
+"${ACC[@]}" --config_file "$BF16_CFG" recipes/benchmark_throughput.py --model $MODEL --image_size $SIZE --modes train \
+  --precisions fp32 --channels_last off --batch_sizes ${BATCHES##* } --steps 1 --warmup 1 --e2e_preresize \
+  --e2e_data_dir "$LARGE_DIR" --e2e_batches $E2E --e2e_workers $WORKERS --output_dir "$OUT/e2e_preresized"
+
 log "4/5 data loading strategies (GPU JPEG decode included where CUDA exists)"
 $PY recipes/benchmark_dataloading.py --data_dir "$SMALL" --large_size $LARGE --large_per_class $((N_IMG / 8)) \
   --workers $WORKERS --batch_size 64 --max_images $((N_IMG - 64 > 64 ? N_IMG - 64 : 64)) --repeats 1 --output_dir "$OUT/loading"

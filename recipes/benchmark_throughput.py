@@ -63,6 +63,7 @@ class ThroughputArguments:
     warmup: int = field(default=5, metadata={"help": "Untimed steps per variant (autotuning, compilation)."})
     e2e_data_dir: str | None = field(default=None, metadata={"help": "JPEG image folder: also measure end-to-end training through skinacc's pipeline."})
     e2e_batches: int = field(default=30, metadata={"help": "Timed batches of the end-to-end measurement (after 5 warm-up batches; small folders are read for several epochs)."})
+    e2e_preresize: bool = field(default=False, metadata={"help": "End-to-end run on the pre-resized cache (--preresize of training)."})
     e2e_workers: int = field(default=8, metadata={"help": "DataLoader workers per process for the end-to-end measurement."})
     output_dir: str = field(default="outputs/bench_throughput", metadata={"help": "Results and plots."})
     launch_processes: list[int] | None = field(default=None, metadata={"help": "Driver mode: launch this script under each process count and merge."})
@@ -85,7 +86,7 @@ class ThroughputArguments:
 
 def end_to_end(accelerator, args: ThroughputArguments, batch_size: int) -> dict:
     """Training through the real pipeline (JPEG decode -> transforms -> loader -> step), as train.py runs it."""
-    data_args = DataArguments(data_dir=args.e2e_data_dir, image_size=args.image_size, test_size=0.02, val_size=0.0, num_workers=args.e2e_workers, verify_images="header")
+    data_args = DataArguments(data_dir=args.e2e_data_dir, image_size=args.image_size, test_size=0.02, val_size=0.0, num_workers=args.e2e_workers, verify_images="header", preresize=args.e2e_preresize)
     train_args = TrainArguments(batch_size=batch_size, output_dir=args.output_dir)
     p = build_training(accelerator, data_args, ModelArguments(model=args.model, pretrained=False), train_args)
     state = TrainState(world_size=accelerator.num_processes, process_index=accelerator.process_index)
@@ -120,7 +121,7 @@ def end_to_end(accelerator, args: ThroughputArguments, batch_size: int) -> dict:
     }
     accelerator.free_memory()
     prec = accelerator.mixed_precision if accelerator.mixed_precision != "no" else "fp32"
-    return {"mode": "train_e2e_jpeg", "precision": prec, "channels_last": False, "compile": False, "batch_size": batch_size, "processes": accelerator.num_processes,
+    return {"mode": "train_e2e_preresized" if args.e2e_preresize else "train_e2e_jpeg", "precision": prec, "channels_last": False, "compile": False, "batch_size": batch_size, "processes": accelerator.num_processes,
             "images_per_sec": stats["images_per_sec"], "data_wait_pct": stats["data_wait_pct"], "step_ms": stats["step_time_ms"], "peak_mem_mb": stats["peak_mem_mb"], "device": accelerator.device.type}
 
 

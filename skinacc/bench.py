@@ -15,7 +15,6 @@ Every strategy reads the same files and produces the same thing, a normalised fl
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from collections.abc import Iterable
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from skinacc.data.transforms import BatchNormalizer, DataConfig, ImageTransform
+from skinacc.data.transforms import BatchNormalizer, DataConfig, ImageTransform, preresize
 
 __all__ = ["LOADER_STRATEGIES", "make_large_jpegs", "measure_compute", "run_loader_benchmark", "time_batches"]
 
@@ -105,21 +104,6 @@ def _decode_share(args: tuple[list[str], dict]) -> int:
     return len(files)
 
 
-def _preresize(batch: dict[str, list], size: int) -> dict[str, list]:
-    from skinacc.data.images import load_rgb
-
-    out = []
-    for src in batch["image"]:
-        img = load_rgb(src, size)
-        scale = size / min(img.size)
-        if scale < 1:
-            img = img.resize((max(size, round(img.size[0] * scale)), max(size, round(img.size[1] * scale))), Image.BILINEAR)
-        b = io.BytesIO()
-        img.save(b, "JPEG", quality=95)
-        out.append({"bytes": b.getvalue(), "path": None})
-    return {"image": out}
-
-
 def run_loader_benchmark(
     root: str | os.PathLike,
     cfg: DataConfig,
@@ -190,10 +174,11 @@ def run_loader_benchmark(
             return {"images": n, "seconds": dt, "images_per_sec": n / dt, "note": "decode+transform only, no batching"}
         if name == "preresized_cache":
             if "ds" not in small_cache:  # built once, its cost reported apart
+                import tempfile
+
                 t0 = time.perf_counter()
-                raw = table.cast_column("image", datasets.Image(decode=False))
-                small = raw.map(_preresize, batched=True, batch_size=32, fn_kwargs={"size": cfg.resize_size}, num_proc=max(1, workers), features=raw.features, desc="pre-resize")
-                small_cache["ds"] = set_transforms({"train": small.cast_column("image", datasets.Image())}, cfg)["train"]
+                small = preresize({"train": table.add_column("path", files)}, cfg.resize_size, tempfile.mkdtemp(prefix="skinacc-preresize-"), workers)
+                small_cache["ds"] = set_transforms(small, cfg)["train"]
                 small_cache["setup_seconds"] = time.perf_counter() - t0
             dl = build_dataloader(small_cache["ds"], batch_size, train=True, num_workers=workers, persistent_workers=False, prefetch_factor=2)
             return time_batches(dl, to_dev_uint8, max_images) | {"setup_seconds": small_cache["setup_seconds"]}

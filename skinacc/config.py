@@ -101,6 +101,11 @@ class DataArguments:
         "Decode JPEGs at reduced size with libjpeg DCT scaling when the file is far larger than resize_size.",
         default=True,
     )
+    preresize: bool = _help(
+        "Decode and shrink every image to the resize size once (an Arrow cache in --cache_dir), so later "
+        "epochs decode small JPEGs: several times faster when originals are far larger than the model input.",
+        default=False,
+    )
     num_workers: int = _help("DataLoader worker processes per training process.", default=4)
     pin_memory: bool = _help("Pin host memory for faster host-to-GPU copies (ignored on CPU).", default=True)
     persistent_workers: bool = _help("Keep DataLoader workers alive between epochs.", default=True)

@@ -21,6 +21,7 @@ from skinacc.data import (
     default_num_workers,
     get_transform,
     load_skin_dataset,
+    preresize,
     resolve_data_config,
     set_transforms,
 )
@@ -68,8 +69,12 @@ def build_training(accelerator, data_args: DataArguments, model_args: ModelArgum
     data_cfg = resolve_data_config(model, data_args.image_size, data_args.resize_size, data_args.mean, data_args.std)
     if model_args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    ds = set_transforms(data.dataset, data_cfg, seed=args.seed, hflip=data_args.hflip, fast_decode=data_args.fast_decode)
     workers = default_num_workers(data_args.num_workers, accelerator.num_processes)
+    source = data.dataset
+    if data_args.preresize:
+        with accelerator.main_process_first():  # built once by the main process, then read from cache
+            source = preresize(source, data_cfg.resize_size, data_args.cache_dir, num_proc=max(1, workers))
+    ds = set_transforms(source, data_cfg, seed=args.seed, hflip=data_args.hflip, fast_decode=data_args.fast_decode)
     kw = dict(num_workers=workers, pin_memory=data_args.pin_memory, persistent_workers=data_args.persistent_workers, prefetch_factor=data_args.prefetch_factor, seed=args.seed)
     eval_bs = args.eval_batch_size or 2 * args.batch_size
     loaders = (

@@ -334,6 +334,6 @@ def plot_throughput_benchmark(rows: Sequence[dict[str, Any]], out_dir: str | os.
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         made.append(save(fig, out / name))
-    series = [r | {"precision": f"{r['precision']} {label(r)}"} for r in ok if r["mode"] in ("train", "train_e2e_jpeg")]
+    series = [r | {"precision": f"{r['precision']} {label(r)}"} for r in ok if r["mode"].startswith("train")]
     made += plot_scaling(series, out)
     return made

@@ -257,3 +257,32 @@ def test_hub_dataset_from_disk_with_string_labels(tmp_path):
     assert not g["train"] & g["test"]
     with pytest.raises(ValueError, match="no column"):
         load_skin_dataset(DataArguments(dataset_name=str(tmp_path / "hubds"), image_column="image", label_column="dx"))
+
+
+def test_preresize_cache_matches_and_is_reused(tmp_path):
+    from skinacc.data import preresize
+
+    rng = np.random.default_rng(3)
+    for c in ("A", "B"):
+        (tmp_path / "big" / c).mkdir(parents=True)
+        for i in range(6):
+            yy, xx = np.mgrid[0:480, 0:640]
+            # Photograph-like content: smooth shading plus mild sensor noise.
+            base = np.stack([xx / 640 * 200 + 20 * i, yy / 480 * 180, 128 + 60 * np.sin(xx / 50.0 + i) * np.cos(yy / 70.0)], -1)
+            arr = np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(tmp_path / "big" / c / f"{i}.jpg", quality=95)
+    data = load_skin_dataset(DataArguments(data_dir=str(tmp_path / "big"), cache_dir=str(tmp_path / "c"), test_size=0.25, val_size=0.2))
+    cfg = resolve_data_config(None, image_size=56)
+    small = preresize(data.dataset, cfg.resize_size, str(tmp_path / "c"))
+    assert {k: len(v) for k, v in small.items()} == {k: len(v) for k, v in data.dataset.items()}
+    assert min(small["train"][0]["image"].size) == cfg.resize_size
+    assert small["train"]["path"] == data.dataset["train"]["path"] and small["train"]["label"] == data.dataset["train"]["label"]
+    fast = set_transforms(small, cfg)["test"]
+    slow = set_transforms(data.dataset, cfg)["test"]
+    for i in range(len(fast)):
+        diff = (fast[i]["pixel_values"].float() - slow[i]["pixel_values"].float()).abs().mean()
+        assert diff < 2.0, f"pre-resized crop differs by {diff:.2f} grey levels on average"
+    cached = sorted((tmp_path / "c" / "preresized").glob("*.arrow"))
+    stamp = [p.stat().st_mtime_ns for p in cached]
+    preresize(data.dataset, cfg.resize_size, str(tmp_path / "c"))
+    assert [p.stat().st_mtime_ns for p in cached] == stamp, "second call reads the cache"

@@ -159,9 +159,9 @@ def test_isic8_pretrained_lite0_beats_majority(isic8, tmp_path):
 
 
 @pytest.mark.data
-def test_isic8_from_scratch_tiny_runs(isic8, tmp_path):
+def test_isic8_from_scratch_tiny_runs_on_preresized_cache(isic8, tmp_path):
     out = tmp_path / "scratch"
-    run_recipe("train.py", ["--data_dir", str(isic8), "--group_column", "lesion_group", "--model", "test_efficientnet", "--no_pretrained", "--image_size", "64", "--epochs", "2", "--batch_size", "32", "--num_workers", "2", "--lr", "0.01", "--output_dir", str(out), "--eval_test", "false"])
+    run_recipe("train.py", ["--data_dir", str(isic8), "--group_column", "lesion_group", "--model", "test_efficientnet", "--no_pretrained", "--image_size", "64", "--epochs", "2", "--batch_size", "32", "--num_workers", "2", "--lr", "0.01", "--output_dir", str(out), "--eval_test", "false", "--preresize"])
     hist = _history(out)
     assert len(hist) == 2 and all(r["val_images"] > 0 for r in hist)
     assert hist[-1]["train_loss"] < hist[0]["train_loss"] + 0.5

@@ -9,6 +9,7 @@ from skinacc.data.transforms import (
     BatchNormalizer,
     DataConfig,
     ImageTransform,
+    preresize,
     resolve_data_config,
     set_transforms,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "get_transform",
     "load_rgb",
     "load_skin_dataset",
+    "preresize",
     "resolve_data_config",
     "scan_image_folder",
     "set_transforms",
