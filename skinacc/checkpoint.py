@@ -113,9 +113,13 @@ def save_checkpoint(accelerator, ckpt_dir: str | os.PathLike, global_step: int, 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if final.exists():  # re-saving the same step (e.g. epoch end right after a step save)
-            shutil.rmtree(final)
+        old = ckpt_dir / f".old-{final.name}"
+        if final.exists():  # re-saving the same step (epoch end right after a step save): swap, then delete
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(final, old)
         os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
         for old in list_checkpoints(ckpt_dir)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

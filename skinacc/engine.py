@@ -56,6 +56,7 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     world_size: int = 1
     process_index: int = 0
+    saved_world_size: int = 1  # world size of the checkpoint this state was loaded from
     _saved_sums: tuple[float, int, int] | None = None
 
     def start_epoch(self) -> None:

@@ -165,3 +165,20 @@ def test_isic8_from_scratch_tiny_runs_on_preresized_cache(isic8, tmp_path):
     hist = _history(out)
     assert len(hist) == 2 and all(r["val_images"] > 0 for r in hist)
     assert hist[-1]["train_loss"] < hist[0]["train_loss"] + 0.5
+
+
+def test_checkpoint_listing_ignores_incomplete_saves(tmp_path):
+    """A save interrupted before its rename (a .tmp folder, or a folder without manifest) is never 'latest'."""
+    from skinacc.checkpoint import CheckpointError, find_latest_checkpoint, resolve_resume_path
+
+    d = tmp_path / "checkpoints"
+    (d / "step_00000004").mkdir(parents=True)
+    (d / "step_00000004" / MANIFEST).write_text(json.dumps({"global_step": 4}))
+    (d / ".tmp-step_00000008").mkdir()  # crashed mid-save
+    (d / "step_00000009").mkdir()  # no manifest: not complete
+    assert find_latest_checkpoint(d).name == "step_00000004"
+    assert resolve_resume_path("latest", d).name == "step_00000004"
+    with pytest.raises(CheckpointError, match="never completed"):
+        resolve_resume_path(str(d / "step_00000009"), d)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        resolve_resume_path(str(d / "step_00000010"), d)
