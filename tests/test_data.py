@@ -247,12 +247,14 @@ def test_hub_dataset_from_disk_with_string_labels(tmp_path):
 
     rng = np.random.default_rng(2)
     imgs = [Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)) for _ in range(30)]
-    labels = ["melanoma", "nevus", "bcc"] * 10
-    ds = datasets.Dataset.from_dict({"img": imgs, "dx": labels, "lesion": [f"L{i // 2}" for i in range(30)]}, features=datasets.Features({"img": datasets.Image(), "dx": datasets.Value("string"), "lesion": datasets.Value("string")}))
+    imgs.append({"bytes": b"this is not an image", "path": "broken.jpg"})
+    labels = ["melanoma", "nevus", "bcc"] * 10 + ["nevus"]
+    ds = datasets.Dataset.from_dict({"img": imgs, "dx": labels, "lesion": [f"L{i // 2}" for i in range(31)]}, features=datasets.Features({"img": datasets.Image(), "dx": datasets.Value("string"), "lesion": datasets.Value("string")}))
     datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "hubds"))
     data = load_skin_dataset(DataArguments(dataset_name=str(tmp_path / "hubds"), image_column="img", label_column="dx", group_column="lesion", test_size=0.3, val_size=0.2))
     assert data.class_names == ["bcc", "melanoma", "nevus"]
     assert sum(data.report.split_sizes.values()) == 30
+    assert [b.path for b in data.report.bad_files] == ["broken.jpg"] and "not an image" in data.report.bad_files[0].reason
     g = {k: set(v["group"]) for k, v in data.dataset.items()}
     assert not g["train"] & g["test"]
     with pytest.raises(ValueError, match="no column"):
@@ -286,3 +288,25 @@ def test_preresize_cache_matches_and_is_reused(tmp_path):
     stamp = [p.stat().st_mtime_ns for p in cached]
     preresize(data.dataset, cfg.resize_size, str(tmp_path / "c"))
     assert [p.stat().st_mtime_ns for p in cached] == stamp, "second call reads the cache"
+
+
+def test_persistent_workers_see_set_epoch(tmp_path):
+    """The epoch lives in shared memory: persistent DataLoader workers pick up set_epoch."""
+    import datasets
+
+    from skinacc.data import get_transform
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(tmp_path / "x.png")
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a"]), "sample_id": datasets.Value("int64")})
+    table = datasets.Dataset.from_dict({"image": [str(tmp_path / "x.png")] * 4, "label": [0] * 4, "sample_id": [0, 1, 2, 3]}, features=feats)
+    ds = set_transforms({"train": table}, resolve_data_config(None, image_size=32), seed=1)["train"]
+    loader = build_dataloader(ds, 4, train=False, num_workers=1, persistent_workers=True, drop_last=False)
+    t = get_transform(ds)
+    t.set_epoch(0)
+    e0 = next(iter(loader))["pixel_values"]
+    t.set_epoch(7)
+    e7 = next(iter(loader))["pixel_values"]
+    t.set_epoch(0)
+    again = next(iter(loader))["pixel_values"]
+    assert torch.equal(e0, again), "same epoch, same crops"
+    assert not torch.equal(e0, e7), "the worker saw the new epoch"

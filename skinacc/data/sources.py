@@ -352,6 +352,11 @@ def _load_hf(args: DataArguments):
     return ds
 
 
+def _check_batch(batch: dict[str, list], column: str, level: str) -> dict[str, list]:
+    res = [check_image(im, level) for im in batch[column]]
+    return {"ok": [r[0] for r in res], "reason": [r[1] for r in res], "mode": [r[2] for r in res]}
+
+
 def _normalise_hf(args: DataArguments, ds) -> tuple[Any, DataReport, list[str]]:
     import datasets
 
@@ -394,7 +399,17 @@ def _normalise_hf(args: DataArguments, ds) -> tuple[Any, DataReport, list[str]]:
         images = split[args.image_column]
         paths = [(im.get("path") or f"{canon}[{i}]") for i, im in enumerate(images)]
         if args.verify_images != "none":
-            checks = [check_image(im, args.verify_images) for im in images]
+            # A map over the split: parallel, and cached by datasets next to the Hub download.
+            flags = split.map(
+                _check_batch,
+                batched=True,
+                batch_size=64,
+                fn_kwargs={"column": args.image_column, "level": args.verify_images},
+                remove_columns=split.column_names,
+                num_proc=max(1, min(args.num_workers, os.cpu_count() or 1)) if len(split) > 1024 else None,
+                desc=f"verify {canon} images",
+            )
+            checks = list(zip(flags["ok"], flags["reason"], flags["mode"]))
         else:
             checks = [(True, "", "")] * len(images)
         col: dict[str, list] = {"image": [], "label": [], "path": []}
