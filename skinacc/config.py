@@ -106,7 +106,11 @@ class DataArguments:
         "epochs decode small JPEGs: several times faster when originals are far larger than the model input.",
         default=False,
     )
-    num_workers: int = _help("DataLoader worker processes per training process.", default=4)
+    num_workers: int | None = _help(
+        "DataLoader worker processes per training process (default: the node's cores shared among the "
+        "processes, one left for each main process).",
+        default=None,
+    )
     pin_memory: bool = _help("Pin host memory for faster host-to-GPU copies (ignored on CPU).", default=True)
     persistent_workers: bool = _help("Keep DataLoader workers alive between epochs.", default=True)
     prefetch_factor: int = _help("Batches each worker loads ahead.", default=4)
@@ -144,7 +148,7 @@ class DataArguments:
             p.append(f"--std={self.std}: every value must be > 0")
         if not 0.0 <= self.hflip <= 1.0:
             p.append(f"--hflip={self.hflip}: must be a probability in [0, 1]")
-        if self.num_workers < 0:
+        if self.num_workers is not None and self.num_workers < 0:
             p.append(f"--num_workers={self.num_workers}: must be >= 0")
         if self.prefetch_factor < 1:
             p.append(f"--prefetch_factor={self.prefetch_factor}: must be >= 1")

@@ -64,6 +64,8 @@ def build_training(accelerator, data_args: DataArguments, model_args: ModelArgum
     with accelerator.main_process_first():
         data = load_skin_dataset(data_args)
     accelerator.print(data.report.summary())
+    if accelerator.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: cuDNN picks the fastest convolution kernels
     model, weights = create_model(model_args, data.num_classes)
     accelerator.print(f"model {model_args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, weights: {weights.describe()}")
     data_cfg = resolve_data_config(model, data_args.image_size, data_args.resize_size, data_args.mean, data_args.std)

@@ -21,10 +21,17 @@ __all__ = ["build_dataloader", "collate_skin", "default_num_workers", "get_trans
 logger = logging.getLogger(__name__)
 
 
-def default_num_workers(requested: int, num_processes: int = 1) -> int:
-    """Cap workers so all processes on a node together use at most the node's CPU cores."""
+def default_num_workers(requested: int | None, num_processes: int = 1) -> int:
+    """Workers per process so that all processes on a node together fit its CPU cores.
+
+    ``None`` means as many as fit, keeping one core per process for its main loop; an explicit number
+    is capped the same way (oversubscribed decoding workers only slow each other down).
+    """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(requested, max(1, cores // max(1, num_processes))))
+    share = max(1, cores // max(1, num_processes))
+    if requested is None:
+        return max(1, share - 1)
+    return max(0, min(requested, share))
 
 
 def collate_skin(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

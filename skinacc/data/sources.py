@@ -27,6 +27,7 @@ import numpy as np
 
 from skinacc.config import DataArguments
 from skinacc.data.images import IMAGE_EXTENSIONS, check_image
+from skinacc.data.loaders import default_num_workers
 from skinacc.data.splits import split_indices, stratified_split
 from skinacc.data.synthetic import SyntheticSpec, generate_synthetic_dataset
 
@@ -290,7 +291,7 @@ def _load_folder(args: DataArguments, root: str) -> tuple[dict[str, dict[str, li
         meta = _read_metadata(Path(meta_file).expanduser(), base, Path(root).expanduser())
 
     all_paths = [str(p) for split in layout.values() for c in class_names for p in split.get(c, [])]
-    checks = verify_files(all_paths, args.verify_images, args.cache_dir, max(1, min(args.num_workers, os.cpu_count() or 1)))
+    checks = verify_files(all_paths, args.verify_images, args.cache_dir, default_num_workers(args.num_workers) or 1)
     status = dict(zip(all_paths, checks))
     report.bad_files = list(skipped)
     modes: Counter = Counter()
@@ -406,7 +407,7 @@ def _normalise_hf(args: DataArguments, ds) -> tuple[Any, DataReport, list[str]]:
                 batch_size=64,
                 fn_kwargs={"column": args.image_column, "level": args.verify_images},
                 remove_columns=split.column_names,
-                num_proc=max(1, min(args.num_workers, os.cpu_count() or 1)) if len(split) > 1024 else None,
+                num_proc=default_num_workers(args.num_workers) or 1 if len(split) > 1024 else None,
                 desc=f"verify {canon} images",
             )
             checks = list(zip(flags["ok"], flags["reason"], flags["mode"]))
