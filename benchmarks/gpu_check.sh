@@ -5,15 +5,20 @@
 #   SMOKE=1 bash benchmarks/gpu_check.sh         # the same steps at toy sizes on a CPU (checks the script)
 #   PACK=$OUT bash benchmarks/gpu_check.sh       # on the device tool: also pack the results into $PACK/gpu_check.tgz
 #
-# Results (JSON, CSV, PNG) go to $OUT (default outputs/gpu_check). On the workplace's device machine,
-# `datasets` and friends are missing from the image: carry wheels as the device README says and set
-# PYTHONPATH before calling this script.
+# Results (JSON, CSV, PNG) go to $OUT (default outputs/gpu_check). The workplace's H200 image (Python
+# 3.12) has torch, torchvision, timm, transformers, accelerate, pyarrow and xxhash but not `datasets`:
+# here, download `datasets`, `dill` and `multiprocess` wheels for cp312 manylinux into .whl/ (device
+# README), carry .whl, and start the device command with
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+# then: PACK=$OUT bash benchmarks/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-outputs/gpu_check}
 mkdir -p "$OUT"
 PY=${PY:-python3}
 ACC=("$PY" -m accelerate.commands.launch)
+# skinacc from this checkout (no install needed), plus any carried wheels unpacked to /tmp/site.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled HF_HUB_OFFLINE=1 SKINACC_CACHE=${SKINACC_CACHE:-/tmp/skinacc-cache}
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 
