@@ -33,6 +33,7 @@ from skinacc.data import (
     build_dataloader,
     default_num_workers,
     load_skin_dataset,
+    paths_of,
     set_transforms,
 )
 from skinacc.engine import evaluate
@@ -91,10 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     labels = to_model[res.labels]
     metrics = {}
     if accelerator.is_main_process:
-        table = data.dataset[args.split]
-        row_of = {sid: i for i, sid in enumerate(table["sample_id"])}
-        all_paths = table["path"]
-        paths = [all_paths[row_of[int(s)]] for s in res.sample_ids]
+        paths = paths_of(data.dataset[args.split], res.sample_ids)
         extra = {"model": args.model, "split": args.split, "tta_flip": args.tta_flip, "data_source": data.report.source, "images_per_sec": res.images_per_sec, "num_processes": accelerator.num_processes}
         metrics = write_evaluation(out, labels, res.probs, label_names, paths, extra)
         print(format_metrics_table(metrics, f"{args.model} on {args.split}" + (" (flip TTA)" if args.tta_flip else "")))

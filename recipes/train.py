@@ -43,6 +43,7 @@ from skinacc.config import (
     config_to_dict,
     save_config,
 )
+from skinacc.data import paths_of
 from skinacc.engine import TrainState, assert_ranks_agree, evaluate, train_one_epoch
 from skinacc.hub import export_for_hub, push_folder_to_hub, save_timm_folder
 from skinacc.metrics import compute_all
@@ -162,10 +163,8 @@ def main(argv: list[str] | None = None) -> dict:
         test = evaluate(accelerator, model, test_loader, normalizer, tta_flip=args.tta_flip, desc="test")
         summary |= {"test_loss": test.loss, "test_images": len(test.labels)}
         if accelerator.is_main_process:
-            row_of = {sid: i for i, sid in enumerate(data.dataset["test"]["sample_id"])}
-            paths = data.dataset["test"]["path"]
             extra = {"model": model_args.model, "split": "test", "checkpoint": "best", "best_epoch": stopper.best_epoch, "tta_flip": args.tta_flip}
-            metrics = write_evaluation(out / "eval_test", test.labels, test.probs, data.class_names, [paths[row_of[int(s)]] for s in test.sample_ids], extra)
+            metrics = write_evaluation(out / "eval_test", test.labels, test.probs, data.class_names, paths_of(data.dataset["test"], test.sample_ids), extra)
             summary |= {f"test_{k}": v for k, v in scalar_metrics(metrics).items() if k != "num_samples"}
             accelerator.print(format_metrics_table(metrics, f"test split, best checkpoint (epoch {stopper.best_epoch + 1})"))
             accelerator.log({f"test/{k}": v for k, v in scalar_metrics(metrics).items()}, step=state.global_step)

@@ -2,7 +2,7 @@
 
 from skinacc.data.images import check_image, load_rgb, to_rgb
 from skinacc.data.loaders import build_dataloader, collate_skin, default_num_workers, get_transform
-from skinacc.data.sources import BadFile, DataReport, SkinData, load_skin_dataset, scan_image_folder
+from skinacc.data.sources import BadFile, DataReport, SkinData, load_skin_dataset, paths_of, scan_image_folder
 from skinacc.data.splits import split_indices, stratified_split
 from skinacc.data.synthetic import SyntheticSpec, generate_synthetic_dataset, synthetic_class_names
 from skinacc.data.transforms import (
@@ -30,6 +30,7 @@ __all__ = [
     "get_transform",
     "load_rgb",
     "load_skin_dataset",
+    "paths_of",
     "preresize",
     "resolve_data_config",
     "scan_image_folder",

@@ -31,7 +31,7 @@ from skinacc.data.loaders import default_num_workers
 from skinacc.data.splits import split_indices, stratified_split
 from skinacc.data.synthetic import SyntheticSpec, generate_synthetic_dataset
 
-__all__ = ["BadFile", "DataReport", "SkinData", "load_skin_dataset", "scan_image_folder"]
+__all__ = ["BadFile", "DataReport", "SkinData", "load_skin_dataset", "paths_of", "scan_image_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,13 @@ class SkinData:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+
+def paths_of(split, sample_ids) -> list[str]:
+    """Image paths of ``sample_ids`` (e.g. gathered predictions, in any order) within a split."""
+    row_of = {sid: i for i, sid in enumerate(split["sample_id"])}
+    paths = split["path"]
+    return [paths[row_of[int(s)]] for s in sample_ids]
 
 
 # ----------------------------------------------------------------------------------------------------
