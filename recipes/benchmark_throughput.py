@@ -41,7 +41,7 @@ from skinacc.config import DataArguments, ModelArguments, TrainArguments
 from skinacc.engine import TrainState, train_one_epoch
 from skinacc.pipeline import build_training
 from skinacc.plots import plot_throughput_benchmark
-from skinacc.tracking import launch_info, log_results_run, write_rows
+from skinacc.tracking import compare_records, launch_info, log_results_run, write_rows
 
 REPO = Path(__file__).resolve().parents[1]
 ON_OFF = {"off": False, "on": True}
@@ -156,20 +156,8 @@ def measure_all(args: ThroughputArguments) -> list[dict]:
 
 
 def add_scaling(rows: list[dict]) -> list[dict]:
-    """Speed-up and efficiency vs the fewest-process run of each variant."""
-    key = lambda r: (r["model"], r["mode"], r["precision"], r["channels_last"], r["compile"], r["batch_size"])  # noqa: E731
-    for r in rows:
-        if "images_per_sec" not in r:
-            continue
-        peers = [q for q in rows if key(q) == key(r) and "images_per_sec" in q]
-        base = min(peers, key=lambda q: q["processes"])
-        r["speedup"] = r["images_per_sec"] / base["images_per_sec"]
-        r["scaling_efficiency"] = r["speedup"] * base["processes"] / r["processes"]
-        fp32 = [q for q in rows if key(q)[:2] == key(r)[:2] and q["precision"] == "fp32" and key(q)[3:] == key(r)[3:] and q["processes"] == r["processes"] and "images_per_sec" in q]
-        if fp32:
-            r["throughput_vs_fp32"] = r["images_per_sec"] / fp32[0]["images_per_sec"]
-            r["memory_vs_fp32"] = r["peak_mem_mb"] / fp32[0]["peak_mem_mb"]
-    return rows
+    """Speed-up and efficiency vs the fewest-process run of each variant; throughput and memory vs fp32."""
+    return compare_records(rows, ("model", "mode", "precision", "channels_last", "compile", "batch_size"))
 
 
 def write(rows: list[dict], out: Path, meta: dict, args: ThroughputArguments) -> None:

@@ -251,9 +251,6 @@ def read_offline_run(path: str | os.PathLike) -> dict[str, Any]:
         p = found[-1]
     run: dict[str, Any] = {"file": str(p), "config": {}, "history": [], "summary": {}, "artifacts": [], "files": []}
 
-    def key_of(item) -> str:
-        return item.key or "/".join(item.nested_key)
-
     def rows(items) -> dict[str, Any]:
         """Items to a dict; media (images, tables) arrive as nested keys and become nested dicts."""
         out: dict[str, Any] = {}
@@ -272,9 +269,9 @@ def read_offline_run(path: str | os.PathLike) -> dict[str, Any]:
         if kind == "run":
             r = rec.run
             run |= {"id": r.run_id, "name": r.display_name, "group": r.run_group, "tags": list(r.tags), "project": r.project, "job_type": r.job_type}
-            run["config"].update({key_of(i): json.loads(i.value_json) for i in r.config.update})
+            run["config"].update(rows(r.config.update))
         elif kind == "config":
-            run["config"].update({key_of(i): json.loads(i.value_json) for i in rec.config.update})
+            run["config"].update(rows(rec.config.update))
         elif kind == "history":
             run["history"].append(rows(rec.history.item))
         elif kind == "summary":
@@ -353,17 +350,26 @@ def run_record(source: str) -> dict[str, Any]:
     }
 
 
-def compare_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add speed-up and scaling efficiency (vs the fewest-process run of the same model, precision
-    and compile setting) and throughput/memory relative to fp32 at the same process count."""
-    for r in rows:
-        peers = [q for q in rows if (q["model"], q["precision"], q["compile"]) == (r["model"], r["precision"], r["compile"])]
-        base = min(peers, key=lambda q: q["processes"])
-        r["speedup"] = r["images_per_sec"] / base["images_per_sec"] if base["images_per_sec"] else float("nan")
-        r["scaling_efficiency"] = r["speedup"] / (r["processes"] / base["processes"])
-        fp32 = [q for q in rows if q["model"] == r["model"] and q["processes"] == r["processes"] and q["precision"] == "fp32" and q["compile"] == r["compile"]]
-        r["throughput_vs_fp32"] = r["images_per_sec"] / fp32[0]["images_per_sec"] if fp32 and fp32[0]["images_per_sec"] else float("nan")
-        r["memory_vs_fp32"] = r["peak_mem_mb"] / fp32[0]["peak_mem_mb"] if fp32 and fp32[0]["peak_mem_mb"] else float("nan")
+def compare_records(rows: list[dict[str, Any]], variant: tuple[str, ...] = ("model", "precision", "compile")) -> list[dict[str, Any]]:
+    """Add speed-up and scaling efficiency vs the fewest-process row of the same ``variant``, and
+    throughput/memory relative to the fp32 row of the same variant and process count.
+
+    Rows without ``images_per_sec`` (failed measurements) are left as they are. Used by
+    ``recipes/compare_runs.py`` (runs) and ``recipes/benchmark_throughput.py`` (benchmark variants,
+    with mode, layout and batch size in ``variant``).
+    """
+    def nan_div(a: float, b: float) -> float:
+        return a / b if b else float("nan")
+
+    measured = [r for r in rows if "images_per_sec" in r]
+    for r in measured:
+        same = [q for q in measured if all(q.get(k) == r.get(k) for k in variant)]
+        base = min(same, key=lambda q: q["processes"])
+        r["speedup"] = nan_div(r["images_per_sec"], base["images_per_sec"])
+        r["scaling_efficiency"] = r["speedup"] * base["processes"] / r["processes"]
+        fp32 = [q for q in measured if q["precision"] == "fp32" and q["processes"] == r["processes"] and all(q.get(k) == r.get(k) for k in variant if k != "precision")]
+        r["throughput_vs_fp32"] = nan_div(r["images_per_sec"], fp32[0]["images_per_sec"]) if fp32 else float("nan")
+        r["memory_vs_fp32"] = nan_div(r["peak_mem_mb"], fp32[0]["peak_mem_mb"]) if fp32 else float("nan")
     return rows
 
 
