@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import platform
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -36,6 +37,7 @@ class LoadingBenchArguments:
     data_dir: str | None = field(default=None, metadata={"help": "Image folder of small JPEGs (default: the ISIC set if present, else synthetic)."})
     output_dir: str = field(default="outputs/bench_loading", metadata={"help": "Where results and plots go."})
     image_sets: list[str] = field(default_factory=lambda: ["small", "large"], metadata={"help": "small (as found) and/or large (upscaled to --large_size)."})
+    large_dir: str | None = field(default=None, metadata={"help": "Folder of large JPEGs to use as they are (default: the small set upscaled to --large_size, made once)."})
     large_size: int = field(default=1200, metadata={"help": "Width of the upscaled large JPEGs."})
     large_per_class: int = field(default=40, metadata={"help": "Images per class in the large set."})
     strategies: list[str] = field(default_factory=lambda: list(LOADER_STRATEGIES), metadata={"help": f"Subset of {LOADER_STRATEGIES}."})
@@ -51,6 +53,7 @@ class LoadingBenchArguments:
     def validate(self) -> list[str]:
         p = [f"--strategies: unknown {s!r} (choose from {LOADER_STRATEGIES})" for s in self.strategies if s not in LOADER_STRATEGIES]
         p += [f"--image_sets: unknown {s!r} (small, large)" for s in self.image_sets if s not in ("small", "large")]
+        p += [f"--{k}={getattr(self, k)!r}: no such folder" for k in ("data_dir", "large_dir") if getattr(self, k) and not Path(getattr(self, k)).is_dir()]
         if self.workers < 1:
             p.append(f"--workers={self.workers}: must be >= 1")
         return p
@@ -64,7 +67,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     cfg = resolve_data_config(None, image_size=args.image_size)
     results = []
     for image_set in args.image_sets:
-        root = small if image_set == "small" else make_large_jpegs(small, Path(tempfile.gettempdir()) / f"skinacc-large-{args.large_size}-{abs(hash(str(small))) % 10**8}", args.large_size, args.large_per_class)
+        if image_set == "small":
+            root = small
+        elif args.large_dir:
+            root = Path(args.large_dir)
+        else:  # keyed on the source, size and count, so later runs reuse it
+            key = zlib.crc32(f"{Path(small).resolve()}|{args.large_per_class}".encode())
+            root = make_large_jpegs(small, Path(tempfile.gettempdir()) / f"skinacc-large-{args.large_size}-{key:08x}", args.large_size, args.large_per_class)
         for r in run_loader_benchmark(root, cfg, args.strategies, args.batch_size, args.workers, args.max_images, args.device, args.repeats):
             results.append({"image_set": image_set, "root": str(root), **r})
             print(f"{image_set:5s} {r['strategy']:24s} " + (f"{r['images_per_sec']:8.1f} img/s" if "images_per_sec" in r else r.get("skipped", "")) + (f"  ({r['vs_imagefolder']:.2f}x ImageFolder)" if "vs_imagefolder" in r else ""))

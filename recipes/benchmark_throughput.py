@@ -4,9 +4,10 @@ batch sizes, and 1..N processes for speed-up and scaling efficiency.
     # One GPU: sweep precisions, layouts and batch sizes (compile adds slow-starting variants)
     accelerate launch --config_file accelerate_configs/1gpu_fp32.yaml recipes/benchmark_throughput.py \
         --model efficientnet_b3 --compile off on --output_dir outputs/bench_tp
-    # ... plus end-to-end training from JPEG files through the real pipeline (precision from the config)
+    # ... plus end-to-end training and inference from JPEG files through the real pipeline (precision from
+    # the config)
     accelerate launch --config_file accelerate_configs/1gpu_bf16.yaml recipes/benchmark_throughput.py \
-        --e2e_data_dir /data/massive-skin-disease --modes train --precisions bf16
+        --e2e_data_dir /data/massive-skin-disease --compute false --batch_sizes 256
 
     # Scaling: this script launches itself under 1, 2 and 4 processes and merges the results
     python recipes/benchmark_throughput.py --launch_processes 1 2 4 --launch_config accelerate_configs/4gpu_fp32.yaml
@@ -38,8 +39,9 @@ from accelerate.utils import set_seed
 
 from skinacc.bench import measure_compute
 from skinacc.config import DataArguments, ModelArguments, TrainArguments
-from skinacc.engine import TrainState, train_one_epoch
-from skinacc.pipeline import build_training
+from skinacc.data import build_dataloader, set_transforms
+from skinacc.engine import TrainState, evaluate, peak_memory_mb, reset_peak_memory, train_one_epoch
+from skinacc.pipeline import TrainingPieces, build_training
 from skinacc.plots import plot_throughput_benchmark
 from skinacc.tracking import compare_records, launch_info, log_results_run, write_rows
 
@@ -61,10 +63,12 @@ class ThroughputArguments:
     modes: list[str] = field(default_factory=lambda: ["train", "infer"], metadata={"help": "train (forward+backward+Adam) and/or infer."})
     steps: int = field(default=20, metadata={"help": "Timed steps per variant."})
     warmup: int = field(default=5, metadata={"help": "Untimed steps per variant (autotuning, compilation)."})
+    compute: bool = field(default=True, metadata={"help": "Run the compute sweep on random tensors (--compute false with --e2e_data_dir: end-to-end rows only)."})
     e2e_data_dir: str | None = field(default=None, metadata={"help": "JPEG image folder: also measure end-to-end training through skinacc's pipeline."})
     e2e_batches: int = field(default=30, metadata={"help": "Timed batches of the end-to-end measurement (after 5 warm-up batches; small folders are read for several epochs)."})
     e2e_preresize: bool = field(default=False, metadata={"help": "End-to-end run on the pre-resized cache (--preresize of training)."})
     e2e_workers: int = field(default=8, metadata={"help": "DataLoader workers per process for the end-to-end measurement."})
+    e2e_channels_last: bool = field(default=True, metadata={"help": "Channels-last model and batches in the end-to-end runs (training's --channels_last)."})
     output_dir: str = field(default="outputs/bench_throughput", metadata={"help": "Results and plots."})
     launch_processes: list[int] | None = field(default=None, metadata={"help": "Driver mode: launch this script under each process count and merge."})
     launch_config: str = field(default="accelerate_configs/1gpu_fp32.yaml", metadata={"help": "accelerate config for driver mode (--num_processes is overridden)."})
@@ -81,48 +85,75 @@ class ThroughputArguments:
             p.append(f"--launch_processes={self.launch_processes}: counts must be >= 1")
         if self.launch_processes and not (REPO / self.launch_config).is_file() and not Path(self.launch_config).is_file():
             p.append(f"--launch_config={self.launch_config!r}: no such file")
+        if not self.compute and not self.e2e_data_dir:
+            p.append("--compute false: nothing to measure without --e2e_data_dir")
+        if self.e2e_data_dir and not Path(self.e2e_data_dir).is_dir():
+            p.append(f"--e2e_data_dir={self.e2e_data_dir!r}: no such folder")
+        if self.e2e_batches < 1:
+            p.append(f"--e2e_batches={self.e2e_batches}: must be >= 1")
         return p
 
 
-def end_to_end(accelerator, args: ThroughputArguments, batch_size: int) -> dict:
-    """Training through the real pipeline (JPEG decode -> transforms -> loader -> step), as train.py runs it."""
+def end_to_end(accelerator, args: ThroughputArguments, batch_size: int) -> list[dict]:
+    """Training, and with ``--modes infer`` inference, through the real pipeline from JPEG files
+    (decode -> transforms -> loader -> step), as train.py and evaluate.py run it."""
     data_args = DataArguments(data_dir=args.e2e_data_dir, image_size=args.image_size, test_size=0.02, val_size=0.0, num_workers=args.e2e_workers, verify_images="header", preresize=args.e2e_preresize)
-    train_args = TrainArguments(batch_size=batch_size, output_dir=args.output_dir)
-    p = build_training(accelerator, data_args, ModelArguments(model=args.model, pretrained=False), train_args)
+    train_args = TrainArguments(batch_size=batch_size, eval_batch_size=batch_size, output_dir=args.output_dir)
+    p = build_training(accelerator, data_args, ModelArguments(model=args.model, pretrained=False, channels_last=args.e2e_channels_last), train_args)
     state = TrainState(world_size=accelerator.num_processes, process_index=accelerator.process_index)
     per_epoch = len(p.train_loader)
     if per_epoch < 1:
         raise ValueError(f"--e2e_data_dir={args.e2e_data_dir!r}: fewer images than one batch of {batch_size} per process")
-    # Small folders are read for several epochs: warm up for 5 batches, then time --e2e_batches more.
-    warm, timed, epoch = 5, [], 0
-    while sum(t["batches"] for t in timed) < args.e2e_batches:
-        p.train_loader.set_epoch(epoch)
-        p.train_transform.set_epoch(epoch)
-        state.start_epoch()
-        if warm > 0:
-            train_one_epoch(accelerator, p.model, p.train_loader, p.optimizer, p.loss_fn, p.normalizer, state, max_batches=min(warm, per_epoch), desc="e2e warm-up")
-            warm -= state.batch_in_epoch
-            if state.batch_in_epoch < per_epoch:
-                rest = accelerator.skip_first_batches(p.train_loader, state.batch_in_epoch)
-                done = state.batch_in_epoch
-                s = train_one_epoch(accelerator, p.model, rest, p.optimizer, p.loss_fn, p.normalizer, state, desc="e2e")
-                timed.append(s | {"batches": state.batch_in_epoch - done})
-        else:
-            s = train_one_epoch(accelerator, p.model, p.train_loader, p.optimizer, p.loss_fn, p.normalizer, state, desc="e2e")
-            timed.append(s | {"batches": state.batch_in_epoch})
-        epoch += 1
-    secs = sum(t["seconds"] for t in timed)
-    stats = {
-        "images_per_sec": sum(t["images"] for t in timed) / secs,
-        "data_wait_pct": 100.0 * sum(t["data_wait_s"] for t in timed) / secs,
-        "step_time_ms": 1000.0 * secs / sum(t["batches"] for t in timed),
-        "peak_mem_mb": max(t["peak_mem_mb"] for t in timed),
-        "epochs": epoch,
-    }
-    accelerator.free_memory()
     prec = accelerator.mixed_precision if accelerator.mixed_precision != "no" else "fp32"
-    return {"mode": "train_e2e_preresized" if args.e2e_preresize else "train_e2e_jpeg", "precision": prec, "channels_last": False, "compile": False, "batch_size": batch_size, "processes": accelerator.num_processes,
-            "images_per_sec": stats["images_per_sec"], "data_wait_pct": stats["data_wait_pct"], "step_ms": stats["step_time_ms"], "peak_mem_mb": stats["peak_mem_mb"], "device": accelerator.device.type}
+    base = {"precision": prec, "channels_last": args.e2e_channels_last, "compile": False, "batch_size": batch_size, "processes": accelerator.num_processes, "device": accelerator.device.type}
+    source = "preresized" if args.e2e_preresize else "jpeg"
+    rows = []
+    if "train" in args.modes:
+        # Small folders are read for several epochs: warm up for 5 batches, then time --e2e_batches more.
+        warm, timed, epoch = 5, [], 0
+        while sum(t["batches"] for t in timed) < args.e2e_batches:
+            p.train_loader.set_epoch(epoch)
+            p.train_transform.set_epoch(epoch)
+            state.start_epoch()
+            if warm > 0:
+                train_one_epoch(accelerator, p.model, p.train_loader, p.optimizer, p.loss_fn, p.normalizer, state, max_batches=min(warm, per_epoch), desc="e2e warm-up")
+                warm -= state.batch_in_epoch
+                if state.batch_in_epoch < per_epoch:
+                    rest = accelerator.skip_first_batches(p.train_loader, state.batch_in_epoch)
+                    done = state.batch_in_epoch
+                    s = train_one_epoch(accelerator, p.model, rest, p.optimizer, p.loss_fn, p.normalizer, state, desc="e2e")
+                    timed.append(s | {"batches": state.batch_in_epoch - done})
+            else:
+                s = train_one_epoch(accelerator, p.model, p.train_loader, p.optimizer, p.loss_fn, p.normalizer, state, desc="e2e")
+                timed.append(s | {"batches": state.batch_in_epoch})
+            epoch += 1
+        secs = sum(t["seconds"] for t in timed)
+        rows.append(base | {"mode": f"train_e2e_{source}", "images_per_sec": sum(t["images"] for t in timed) / secs, "data_wait_pct": 100.0 * sum(t["data_wait_s"] for t in timed) / secs,
+                            "step_ms": 1000.0 * secs / sum(t["batches"] for t in timed), "peak_mem_mb": max(t["peak_mem_mb"] for t in timed), "epochs": epoch})
+    if "infer" in args.modes:
+        res = infer_all_images(accelerator, p, batch_size, args.e2e_batches)
+        rows.append(base | {"mode": f"infer_e2e_{source}", "images_per_sec": res.images_per_sec, "step_ms": 1000.0 * res.seconds / max(1, -(-len(res.labels) // (batch_size * accelerator.num_processes))), "peak_mem_mb": peak_memory_mb(accelerator.device), "images": len(res.labels)})
+    accelerator.free_memory()
+    return rows
+
+
+def infer_all_images(accelerator, p: TrainingPieces, batch_size: int, min_batches: int):
+    """Predict every image of the folder (all splits, repeated to fill ``min_batches`` batches per process)
+    with the evaluation transforms and ``skinacc.engine.evaluate``: one pass, so the loader never restarts."""
+    import datasets
+
+    flat = datasets.concatenate_datasets([p.source[s] for s in p.source])
+    copies = max(1, -(-min_batches * batch_size * accelerator.num_processes // len(flat)))
+    ds = set_transforms(datasets.DatasetDict({"test": datasets.concatenate_datasets([flat] * copies)}), p.data_cfg)["test"]
+    loader = accelerator.prepare(build_dataloader(ds, batch_size, train=False, num_workers=p.workers, prefetch_factor=4))
+    # cuDNN autotuning for the inference shape happens here, outside the timed pass.
+    dummy = torch.zeros(batch_size, 3, p.data_cfg.image_size, p.data_cfg.image_size, dtype=torch.uint8)
+    p.model.eval()
+    with torch.no_grad():
+        for _ in range(3):
+            p.model(p.normalizer(dummy))
+    reset_peak_memory(accelerator.device)
+    return evaluate(accelerator, p.model, loader, p.normalizer, desc="e2e infer")
 
 
 def measure_all(args: ThroughputArguments) -> list[dict]:
@@ -131,7 +162,7 @@ def measure_all(args: ThroughputArguments) -> list[dict]:
     if accelerator.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
     rows = []
-    for mode, bs, prec, cl, comp in itertools.product(args.modes, args.batch_sizes, args.precisions, args.channels_last, args.compile):
+    for mode, bs, prec, cl, comp in itertools.product(args.modes, args.batch_sizes, args.precisions, args.channels_last, args.compile) if args.compute else ():
         try:
             r = measure_compute(accelerator, args.model, args.num_classes, args.image_size, bs, prec, ON_OFF[cl], ON_OFF[comp], mode, args.steps, args.warmup)
         except Exception as e:  # e.g. out of memory at a large batch: record it, keep going
@@ -143,9 +174,10 @@ def measure_all(args: ThroughputArguments) -> list[dict]:
         accelerator.print(f"{mode:5s} bs={bs:<4d} {prec} cl={cl:<3s} compile={comp:<3s}: " + (f"{r['images_per_sec']:9.1f} img/s  {r['peak_mem_mb']:8.0f} MB" if "error" not in r else r["error"]))
     if args.e2e_data_dir:
         for bs in args.batch_sizes:
-            r = end_to_end(accelerator, args, bs) | {"model": args.model}
-            rows.append(r)
-            accelerator.print(f"e2e   bs={bs:<4d} {r['precision']}: {r['images_per_sec']:9.1f} img/s, data wait {r['data_wait_pct']:.1f}%")
+            for r in end_to_end(accelerator, args, bs):
+                rows.append(r | {"model": args.model})
+                wait = f", data wait {r['data_wait_pct']:.1f}%" if "data_wait_pct" in r else ""
+                accelerator.print(f"{r['mode']} bs={bs:<4d} {r['precision']}: {r['images_per_sec']:9.1f} img/s{wait}")
     if accelerator.is_main_process:
         meta = launch_info(accelerator) | {"date": str(date.today()), "platform": platform.platform(), "args": {k: v for k, v in vars(args).items()}}
         out = Path(args.output_dir)

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from skinacc.data.transforms import BatchNormalizer, DataConfig, ImageTransform, preresize
+from skinacc.engine import build_optimizer
 
 __all__ = ["LOADER_STRATEGIES", "make_large_jpegs", "measure_compute", "run_loader_benchmark", "time_batches"]
 
@@ -279,7 +280,8 @@ def measure_compute(
     model = timm.create_model(model_name, pretrained=False, num_classes=num_classes)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4) if mode == "train" else None
+    # The training pipeline's optimizer (fused Adam on CUDA), so compute and end-to-end rows compare.
+    optimizer = build_optimizer(model, "adam", 1e-4, fused=dev.type == "cuda") if mode == "train" else None
     if optimizer is not None:
         model, optimizer = accelerator.prepare(model, optimizer)
     else:
@@ -302,7 +304,7 @@ def measure_compute(
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
         else:
-            with torch.no_grad(), autocast:
+            with torch.inference_mode(), autocast:
                 model(x)
 
     model.train(mode == "train")

@@ -38,7 +38,8 @@ class TrainingPieces:
     """Everything prepared for a run (model, optimizer and loaders already through ``accelerator.prepare``)."""
 
     data: SkinData
-    datasets: Any  # DatasetDict with transforms set
+    source: Any  # DatasetDict actually read (the pre-resized cache with --preresize), before transforms
+    datasets: Any  # ``source`` with transforms set
     model: torch.nn.Module
     weights: WeightSource
     data_cfg: DataConfig
@@ -84,10 +85,11 @@ def build_training(accelerator, data_args: DataArguments, model_args: ModelArgum
         build_dataloader(ds["validation"], eval_bs, train=False, **kw),
         build_dataloader(ds["test"], eval_bs, train=False, **kw),
     )
-    optimizer = build_optimizer(model, args.optimizer, args.lr, args.weight_decay, args.momentum)
+    optimizer = build_optimizer(model, args.optimizer, args.lr, args.weight_decay, args.momentum, fused=accelerator.device.type == "cuda")
     model, optimizer, train_loader, val_loader, test_loader = accelerator.prepare(model, optimizer, *loaders)
     return TrainingPieces(
         data=data,
+        source=source,
         datasets=ds,
         model=model,
         weights=weights,

@@ -53,14 +53,17 @@ def test_benchmark_throughput_scaling_tiny(tmp_path):
     data = json.loads((out / "throughput.json").read_text())
     rows = data["results"]
     assert {r["processes"] for r in rows} == {1, 2}
-    assert {r["mode"] for r in rows} == {"train", "infer", "train_e2e_jpeg"}
+    assert {r["mode"] for r in rows} == {"train", "infer", "train_e2e_jpeg", "infer_e2e_jpeg"}
     assert {r["precision"] for r in rows if r["mode"] == "train"} == {"fp32", "bf16"}
     for r in rows:
         assert r["images_per_sec"] > 0 and r["peak_mem_mb"] > 0 and r["speedup"] > 0, r
     two = [r for r in rows if r["processes"] == 2]
     assert all(r["scaling_efficiency"] == pytest.approx(r["speedup"] / 2) for r in two)
     e2e = [r for r in rows if r["mode"] == "train_e2e_jpeg"]
-    assert all(0 <= r["data_wait_pct"] <= 100 for r in e2e)
+    assert all(0 <= r["data_wait_pct"] <= 100 and r["channels_last"] for r in e2e)
+    # Inference reads the whole folder (90 images, all splits) whole times over, each image once per copy.
+    inf = [r for r in rows if r["mode"] == "infer_e2e_jpeg"]
+    assert len(inf) == 2 and all(r["images"] % 90 == 0 and r["images"] >= 3 * 4 * r["processes"] for r in inf)
     for png in ("throughput_by_precision.png", "memory_by_precision.png", "scaling.png"):
         assert Image.open(out / png).size[0] > 400, png
     assert (out / "throughput.csv").read_text().count("\n") == len(rows) + 1
@@ -87,3 +90,40 @@ def test_profile_recipe_two_processes(tmp_path):
     logged = read_offline_run(out / "wandb")
     traces = [a for a in logged["artifacts"] if a["type"] == "profile"]
     assert traces and {"profile_0.json", "profile_1.json", "summary.json"} <= set(traces[0]["files"]), "traces logged as a W&B artifact"
+
+
+def test_gpu_check_script_smoke(tmp_path):
+    """benchmarks/gpu_check.sh at toy sizes on the CPU: every step finishes, results are packed, and the
+    targets table is filled from the result files (no speed is asserted)."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+
+    env = {**os.environ, "SMOKE": "1", "OUT": str(tmp_path / "out"), "PACK": str(tmp_path / "pack"), "SKINACC_CACHE": str(tmp_path / "cache"), "PY": sys.executable, "BUDGET_S": "900"}
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh")], env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    steps = [ln.split("\t") for ln in (tmp_path / "out" / "steps.tsv").read_text().splitlines()]
+    assert [s[0] for s in steps][:3] == ["jpegs", "e2e_bf16", "compute"] and len(steps) == 10
+    assert all(s[1] == "0" for s in steps), steps
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "not measured" not in summary, summary
+    for needle in ("| training, end to end from the large JPEGs, bf16", "| inference end to end from JPEGs, bf16", "| data wait", "recipes/train.py", "| convolution |", "| large | skinacc |"):
+        assert needle in summary, needle
+    with tarfile.open(tmp_path / "pack" / "gpu_check.tgz") as tar:
+        names = tar.getnames()
+    assert "./summary.md" in names and "./e2e_bf16/throughput.json" in names and not any(n.endswith(".safetensors") for n in names)
+
+
+def test_gpu_check_summary_marks_missing_steps(tmp_path):
+    """A step that timed out or was skipped shows as not measured, with its status, never as a number."""
+    import subprocess
+    import sys
+
+    (tmp_path / "steps.tsv").write_text("jpegs\t0\t5\ne2e_bf16\t124\t120\ncompute\tskipped\t0\n")
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "summarize_gpu_check.py"), str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    assert "not measured (step `e2e_bf16`: exit 124)" in out and "step `compute`: skipped, no budget left" in out
+    targets = [ln.split(" | ") for ln in out.splitlines() if ln.startswith(("| training", "| AMP", "| inference", "| data wait"))]
+    assert len(targets) == 9 and all(t[1].startswith("not measured") and t[2].rstrip(" |") == "-" for t in targets), targets
+    bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "summarize_gpu_check.py"), str(tmp_path / "nope")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "OUTPUT_DIR_OF_GPU_CHECK" in bad.stderr

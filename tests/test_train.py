@@ -182,3 +182,28 @@ def test_checkpoint_listing_ignores_incomplete_saves(tmp_path):
         resolve_resume_path(str(d / "step_00000009"), d)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         resolve_resume_path(str(d / "step_00000010"), d)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_fused_optimizer_matches_default_and_skips_decay_on_norms(name):
+    """The fused update (used on CUDA) computes what the default one does; 1-d params get no decay."""
+    from skinacc.engine import build_optimizer
+
+    torch.manual_seed(0)
+    # BN first: a bias right before a BN has a zero gradient, whose rounding noise Adam would amplify.
+    nets = [torch.nn.Sequential(torch.nn.BatchNorm1d(6), torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    opts = [build_optimizer(n, name, lr=1e-2, weight_decay=0.1, fused=f) for n, f in zip(nets, (False, True))]
+    assert [g["weight_decay"] for g in opts[0].param_groups] == [0.1, 0.0]
+    assert [len(g["params"]) for g in opts[0].param_groups] == [2, 4]  # two weight matrices; BN affine and biases
+    assert opts[1].defaults.get("fused") is True
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    for _ in range(4):
+        for net, opt in zip(nets, opts):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="--optimizer='lamb'"):
+        build_optimizer(nets[0], "lamb")
