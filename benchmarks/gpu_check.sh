@@ -127,8 +127,8 @@ step loading 90 "$PY" recipes/benchmark_dataloading.py --data_dir "$SMALL" --lar
 
 # 7. The training recipe itself, one short epoch each with the fp16 and bf16 launch configs: its own
 #    images/s and data wait, to set beside the benchmark's.
-for cfgp in "$BF16_CFG" "$FP16_CFG"; do
-  name=train_$(basename "$cfgp" .yaml)
+for run in "bf16:$BF16_CFG" "fp16:$FP16_CFG"; do
+  name=train_${run%%:*} cfgp=${run#*:}
   step "$name" 90 "${ACC[@]}" --config_file "$cfgp" recipes/train.py --model $MODEL --no_pretrained --data_dir "$LARGE_DIR" \
     --image_size $SIZE --batch_size $BIG --num_workers $WORKERS --channels_last --epochs 1 --max_steps_per_epoch $E2E \
     --verify_images header --report_to none --eval_test false --output_dir "$OUT/$name"

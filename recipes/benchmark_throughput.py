@@ -41,7 +41,7 @@ from skinacc.bench import measure_compute
 from skinacc.config import DataArguments, ModelArguments, TrainArguments
 from skinacc.data import build_dataloader, set_transforms
 from skinacc.engine import TrainState, evaluate, peak_memory_mb, reset_peak_memory, train_one_epoch
-from skinacc.pipeline import TrainingPieces, build_training
+from skinacc.pipeline import TrainingPieces, build_training, loader_kwargs
 from skinacc.plots import plot_throughput_benchmark
 from skinacc.tracking import compare_records, launch_info, log_results_run, write_rows
 
@@ -101,51 +101,43 @@ def end_to_end(accelerator, args: ThroughputArguments, batch_size: int) -> list[
     train_args = TrainArguments(batch_size=batch_size, eval_batch_size=batch_size, output_dir=args.output_dir)
     p = build_training(accelerator, data_args, ModelArguments(model=args.model, pretrained=False, channels_last=args.e2e_channels_last), train_args)
     state = TrainState(world_size=accelerator.num_processes, process_index=accelerator.process_index)
-    per_epoch = len(p.train_loader)
-    if per_epoch < 1:
-        raise ValueError(f"--e2e_data_dir={args.e2e_data_dir!r}: fewer images than one batch of {batch_size} per process")
     prec = accelerator.mixed_precision if accelerator.mixed_precision != "no" else "fp32"
     base = {"precision": prec, "channels_last": args.e2e_channels_last, "compile": False, "batch_size": batch_size, "processes": accelerator.num_processes, "device": accelerator.device.type}
     source = "preresized" if args.e2e_preresize else "jpeg"
     rows = []
     if "train" in args.modes:
-        # Small folders are read for several epochs: warm up for 5 batches, then time --e2e_batches more.
-        warm, timed, epoch = 5, [], 0
-        while sum(t["batches"] for t in timed) < args.e2e_batches:
-            p.train_loader.set_epoch(epoch)
-            p.train_transform.set_epoch(epoch)
-            state.start_epoch()
-            if warm > 0:
-                train_one_epoch(accelerator, p.model, p.train_loader, p.optimizer, p.loss_fn, p.normalizer, state, max_batches=min(warm, per_epoch), desc="e2e warm-up")
-                warm -= state.batch_in_epoch
-                if state.batch_in_epoch < per_epoch:
-                    rest = accelerator.skip_first_batches(p.train_loader, state.batch_in_epoch)
-                    done = state.batch_in_epoch
-                    s = train_one_epoch(accelerator, p.model, rest, p.optimizer, p.loss_fn, p.normalizer, state, desc="e2e")
-                    timed.append(s | {"batches": state.batch_in_epoch - done})
-            else:
-                s = train_one_epoch(accelerator, p.model, p.train_loader, p.optimizer, p.loss_fn, p.normalizer, state, desc="e2e")
-                timed.append(s | {"batches": state.batch_in_epoch})
-            epoch += 1
-        secs = sum(t["seconds"] for t in timed)
-        rows.append(base | {"mode": f"train_e2e_{source}", "images_per_sec": sum(t["images"] for t in timed) / secs, "data_wait_pct": 100.0 * sum(t["data_wait_s"] for t in timed) / secs,
-                            "step_ms": 1000.0 * secs / sum(t["batches"] for t in timed), "peak_mem_mb": max(t["peak_mem_mb"] for t in timed), "epochs": epoch})
+        # One pass over the training split repeated to fill 5 warm-up + --e2e_batches batches: epochs of a
+        # small folder would restart the loader every few batches, which a real (large) epoch does not.
+        warm = 5
+        loader = repeated_loader(accelerator, p, data_args, "train", batch_size, warm + args.e2e_batches)
+        s = train_one_epoch(accelerator, p.model, loader, p.optimizer, p.loss_fn, p.normalizer, state, max_batches=warm + args.e2e_batches, stats_after=warm, desc="e2e")
+        rows.append(base | {"mode": f"train_e2e_{source}", "images_per_sec": s["images_per_sec"], "data_wait_pct": s["data_wait_pct"], "step_ms": s["step_time_ms"], "peak_mem_mb": s["peak_mem_mb"], "images": s["images"]})
     if "infer" in args.modes:
-        res = infer_all_images(accelerator, p, batch_size, args.e2e_batches)
+        res = infer_all_images(accelerator, p, data_args, batch_size, args.e2e_batches)
         rows.append(base | {"mode": f"infer_e2e_{source}", "images_per_sec": res.images_per_sec, "step_ms": 1000.0 * res.seconds / max(1, -(-len(res.labels) // (batch_size * accelerator.num_processes))), "peak_mem_mb": peak_memory_mb(accelerator.device), "images": len(res.labels)})
     accelerator.free_memory()
     return rows
 
 
-def infer_all_images(accelerator, p: TrainingPieces, batch_size: int, min_batches: int):
-    """Predict every image of the folder (all splits, repeated to fill ``min_batches`` batches per process)
-    with the evaluation transforms and ``skinacc.engine.evaluate``: one pass, so the loader never restarts."""
+def repeated_loader(accelerator, p: TrainingPieces, data_args: DataArguments, split: str, batch_size: int, min_batches: int):
+    """A prepared loader over ``split`` (``"all"``: every split) repeated whole until it holds at least
+    ``min_batches`` batches per process, with the run's transforms and loader settings."""
     import datasets
 
-    flat = datasets.concatenate_datasets([p.source[s] for s in p.source])
+    flat = datasets.concatenate_datasets([p.source[s] for s in p.source]) if split == "all" else p.source[split]
+    if len(flat) == 0:
+        raise ValueError(f"--e2e_data_dir: the {split!r} split holds no images")
     copies = max(1, -(-min_batches * batch_size * accelerator.num_processes // len(flat)))
-    ds = set_transforms(datasets.DatasetDict({"test": datasets.concatenate_datasets([flat] * copies)}), p.data_cfg)["test"]
-    loader = accelerator.prepare(build_dataloader(ds, batch_size, train=False, num_workers=p.workers, prefetch_factor=4))
+    name = "train" if split == "train" else "test"  # set_transforms augments the split named train only
+    ds = set_transforms(datasets.DatasetDict({name: datasets.concatenate_datasets([flat] * copies)}), p.data_cfg, seed=0, hflip=data_args.hflip, fast_decode=data_args.fast_decode)[name]
+    kw = loader_kwargs(data_args, p.workers, seed=0) | {"persistent_workers": False}
+    return accelerator.prepare(build_dataloader(ds, batch_size, train=split == "train", **kw))
+
+
+def infer_all_images(accelerator, p: TrainingPieces, data_args: DataArguments, batch_size: int, min_batches: int):
+    """Predict every image of the folder (all splits, repeated to fill ``min_batches`` batches per process)
+    with the evaluation transforms and ``skinacc.engine.evaluate``: one pass, so the loader never restarts."""
+    loader = repeated_loader(accelerator, p, data_args, "all", batch_size, min_batches)
     # cuDNN autotuning for the inference shape happens here, outside the timed pass.
     dummy = torch.zeros(batch_size, 3, p.data_cfg.image_size, p.data_cfg.image_size, dtype=torch.uint8)
     p.model.eval()

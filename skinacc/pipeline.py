@@ -28,7 +28,7 @@ from skinacc.data import (
 from skinacc.engine import build_optimizer
 from skinacc.models import WeightSource, create_model
 
-__all__ = ["TrainingPieces", "build_training"]
+__all__ = ["TrainingPieces", "build_training", "loader_kwargs"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,11 @@ class TrainingPieces:
         return get_transform(self.datasets["train"])
 
 
+def loader_kwargs(data_args: DataArguments, workers: int, seed: int) -> dict[str, Any]:
+    """The ``build_dataloader`` settings of a run (benchmarks building extra loaders use the same)."""
+    return dict(num_workers=workers, pin_memory=data_args.pin_memory, persistent_workers=data_args.persistent_workers, prefetch_factor=data_args.prefetch_factor, seed=seed)
+
+
 def build_training(accelerator, data_args: DataArguments, model_args: ModelArguments, args: TrainArguments) -> TrainingPieces:
     """Load data, create the model and optimizer, build loaders and prepare them with ``accelerator``.
 
@@ -78,7 +83,7 @@ def build_training(accelerator, data_args: DataArguments, model_args: ModelArgum
         with accelerator.main_process_first():  # built once by the main process, then read from cache
             source = preresize(source, data_cfg.resize_size, data_args.cache_dir, num_proc=max(1, workers))
     ds = set_transforms(source, data_cfg, seed=args.seed, hflip=data_args.hflip, fast_decode=data_args.fast_decode)
-    kw = dict(num_workers=workers, pin_memory=data_args.pin_memory, persistent_workers=data_args.persistent_workers, prefetch_factor=data_args.prefetch_factor, seed=args.seed)
+    kw = loader_kwargs(data_args, workers, args.seed)
     eval_bs = args.eval_batch_size or 2 * args.batch_size
     loaders = (
         build_dataloader(ds["train"], args.batch_size, train=True, **kw),
