@@ -18,6 +18,9 @@ TARGETS = {"train_e2e": 2500.0, "amp_ratio": 1.8, "infer": 10000.0, "data_wait_p
 
 def _rows(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
+        # A throughput run stopped at its time limit leaves only the per-variant file it kept writing.
+        path = path.with_name("throughput_1proc.json")
+    if not path.is_file():
         return []
     data = json.loads(path.read_text())
     return data["results"] if isinstance(data, dict) else data

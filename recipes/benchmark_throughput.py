@@ -43,7 +43,7 @@ from skinacc.data import build_dataloader, set_transforms
 from skinacc.engine import TrainState, evaluate, peak_memory_mb, reset_peak_memory, train_one_epoch
 from skinacc.pipeline import TrainingPieces, build_training, loader_kwargs
 from skinacc.plots import plot_throughput_benchmark
-from skinacc.tracking import compare_records, launch_info, log_results_run, write_rows
+from skinacc.tracking import compare_records, launch_info, log_results_run, write_json, write_rows
 
 REPO = Path(__file__).resolve().parents[1]
 ON_OFF = {"off": False, "on": True}
@@ -153,7 +153,16 @@ def measure_all(args: ThroughputArguments) -> list[dict]:
     set_seed(0)
     if accelerator.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
-    rows = []
+    meta = launch_info(accelerator) | {"date": str(date.today()), "platform": platform.platform(), "args": {k: v for k, v in vars(args).items()}}
+    partial = Path(args.output_dir) / f"throughput_{accelerator.num_processes}proc.json"
+    rows: list[dict] = []
+
+    def keep(r: dict) -> None:
+        # Written after every variant, so a run stopped at a time limit keeps what it measured.
+        rows.append(r | {"model": args.model})
+        if accelerator.is_main_process:
+            write_json(partial, {"meta": meta, "results": rows})
+
     for mode, bs, prec, cl, comp in itertools.product(args.modes, args.batch_sizes, args.precisions, args.channels_last, args.compile) if args.compute else ():
         try:
             r = measure_compute(accelerator, args.model, args.num_classes, args.image_size, bs, prec, ON_OFF[cl], ON_OFF[comp], mode, args.steps, args.warmup)
@@ -161,20 +170,14 @@ def measure_all(args: ThroughputArguments) -> list[dict]:
             r = {"mode": mode, "precision": prec, "channels_last": ON_OFF[cl], "compile": ON_OFF[comp], "batch_size": bs, "processes": accelerator.num_processes, "error": f"{type(e).__name__}: {str(e)[:200]}"}
             if accelerator.device.type == "cuda":
                 torch.cuda.empty_cache()
-        r["model"] = args.model
-        rows.append(r)
+        keep(r)
         accelerator.print(f"{mode:5s} bs={bs:<4d} {prec} cl={cl:<3s} compile={comp:<3s}: " + (f"{r['images_per_sec']:9.1f} img/s  {r['peak_mem_mb']:8.0f} MB" if "error" not in r else r["error"]))
     if args.e2e_data_dir:
         for bs in args.batch_sizes:
             for r in end_to_end(accelerator, args, bs):
-                rows.append(r | {"model": args.model})
+                keep(r)
                 wait = f", data wait {r['data_wait_pct']:.1f}%" if "data_wait_pct" in r else ""
                 accelerator.print(f"{r['mode']} bs={bs:<4d} {r['precision']}: {r['images_per_sec']:9.1f} img/s{wait}")
-    if accelerator.is_main_process:
-        meta = launch_info(accelerator) | {"date": str(date.today()), "platform": platform.platform(), "args": {k: v for k, v in vars(args).items()}}
-        out = Path(args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"throughput_{accelerator.num_processes}proc.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     accelerator.end_training()
     return rows
 

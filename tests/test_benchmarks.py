@@ -104,7 +104,7 @@ def test_gpu_check_script_smoke(tmp_path):
     proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh")], env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     steps = [ln.split("\t") for ln in (tmp_path / "out" / "steps.tsv").read_text().splitlines()]
-    assert [s[0] for s in steps] == ["jpegs", "e2e_bf16", "compute", "e2e_fp16", "e2e_preresized", "profile", "loading", "train_bf16", "train_fp16", "compile"]
+    assert [s[0] for s in steps] == ["jpegs", "e2e_bf16", "compute", "profile", "loading", "compile", "e2e_fp16", "e2e_preresized", "train_bf16", "train_fp16"]
     assert all(s[1] == "0" for s in steps), steps
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "not measured" not in summary, summary
@@ -125,5 +125,12 @@ def test_gpu_check_summary_marks_missing_steps(tmp_path):
     assert "not measured (step `e2e_bf16`: exit 124)" in out and "step `compute`: skipped, no budget left" in out
     targets = [ln.split(" | ") for ln in out.splitlines() if ln.startswith(("| training", "| AMP", "| inference", "| data wait"))]
     assert len(targets) == 9 and all(t[1].startswith("not measured") and t[2].rstrip(" |") == "-" for t in targets), targets
+    # A compute sweep stopped at its limit leaves throughput_1proc.json (written after every variant): used.
+    (tmp_path / "throughput").mkdir()
+    rows = [{"mode": "train", "precision": p, "channels_last": True, "compile": False, "batch_size": 256, "processes": 1, "images_per_sec": v, "peak_mem_mb": 1.0} for p, v in (("fp32", 1000.0), ("bf16", 2100.0))]
+    (tmp_path / "throughput" / "throughput_1proc.json").write_text(json.dumps({"meta": {}, "results": [*rows, {"mode": "train", "precision": "fp16", "channels_last": True, "compile": False, "batch_size": 256, "error": "OutOfMemoryError: ..."}]}))
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "summarize_gpu_check.py"), str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    assert "| AMP bf16 vs FP32 training (batch 256, best layout), >= 1.8x | 2.10x (step `compute`: skipped, no budget left) | yes |" in out
+    assert "| AMP fp16 vs FP32 training (batch 256, best layout), >= 1.8x | not measured" in out and "OutOfMemoryError" in out
     bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "summarize_gpu_check.py"), str(tmp_path / "nope")], capture_output=True, text=True)
     assert bad.returncode != 0 and "OUTPUT_DIR_OF_GPU_CHECK" in bad.stderr
