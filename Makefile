@@ -17,15 +17,16 @@ demo: setup
 	$(ACCELERATE) launch --config_file accelerate_configs/cpu.yaml recipes/train.py --config recipes/configs/demo.yaml
 
 test: setup
-	$(PY) -m ruff check skinacc recipes tests
+	$(PY) -m ruff check skinacc recipes tests benchmarks
+	$(PY) -m ruff format --check skinacc recipes tests benchmarks
 	$(PY) -m pytest
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
 lint: setup
-	$(PY) -m ruff check skinacc recipes tests
-	$(PY) -m ruff format --check skinacc recipes tests
+	$(PY) -m ruff check skinacc recipes tests benchmarks
+	$(PY) -m ruff format --check skinacc recipes tests benchmarks
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -14,7 +14,12 @@ from transformers import HfArgumentParser
 from skinacc.config import ConfigError, load_yaml_config, validate
 
 
-def parse_args(types: tuple[type, ...], argv: Sequence[str] | None = None, description: str | None = None, defaults: dict[str, Any] | None = None) -> tuple[Any, ...]:
+def parse_args(
+    types: tuple[type, ...],
+    argv: Sequence[str] | None = None,
+    description: str | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> tuple[Any, ...]:
     """Parse the recipe's flags into its config dataclasses, validated.
 
     Args:
@@ -29,7 +34,9 @@ def parse_args(types: tuple[type, ...], argv: Sequence[str] | None = None, descr
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(types, description=description)
-    parser.add_argument("--config", default=None, help="Recipe YAML file (flat, or grouped as data:/model:/train:/logging:).")
+    parser.add_argument(
+        "--config", default=None, help="Recipe YAML file (flat, or grouped as data:/model:/train:/logging:)."
+    )
     cfg_path = flag_value(argv, "--config")
     try:
         if defaults:
@@ -71,7 +78,14 @@ def run(main, argv: Sequence[str] | None = None) -> None:
 
     try:
         main(list(sys.argv[1:] if argv is None else argv))
-    except (ConfigError, CheckpointError, PretrainedWeightsError, HubError, FileNotFoundError, ValueError) as e:
+    except (
+        ConfigError,
+        CheckpointError,
+        PretrainedWeightsError,
+        HubError,
+        FileNotFoundError,
+        ValueError,
+    ) as e:
         if os.environ.get("SKINACC_TRACEBACK"):
             raise
         print(f"error: {e}", file=sys.stderr)

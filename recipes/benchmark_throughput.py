@@ -53,37 +53,97 @@ ON_OFF = {"off": False, "on": True}
 class ThroughputArguments:
     """What to measure."""
 
-    model: str = field(default="efficientnet_b3", metadata={"help": "timm model (random weights: speed does not depend on them)."})
+    model: str = field(
+        default="efficientnet_b3",
+        metadata={"help": "timm model (random weights: speed does not depend on them)."},
+    )
     num_classes: int = field(default=35, metadata={"help": "Classifier size (the seed's 35 classes)."})
     image_size: int = field(default=224, metadata={"help": "Input side in pixels."})
-    batch_sizes: list[int] = field(default_factory=lambda: [64, 256], metadata={"help": "Per-process batch sizes (the seed's 64 and a larger one)."})
-    precisions: list[str] = field(default_factory=lambda: ["fp32", "fp16", "bf16"], metadata={"help": "fp32, fp16, bf16."})
-    channels_last: list[str] = field(default_factory=lambda: ["off", "on"], metadata={"help": "Memory formats to try: off (NCHW), on (NHWC)."})
-    compile: list[str] = field(default_factory=lambda: ["off"], metadata={"help": "torch.compile settings to try: off, on."})
-    modes: list[str] = field(default_factory=lambda: ["train", "infer"], metadata={"help": "train (forward+backward+Adam) and/or infer."})
+    batch_sizes: list[int] = field(
+        default_factory=lambda: [64, 256],
+        metadata={"help": "Per-process batch sizes (the seed's 64 and a larger one)."},
+    )
+    precisions: list[str] = field(
+        default_factory=lambda: ["fp32", "fp16", "bf16"], metadata={"help": "fp32, fp16, bf16."}
+    )
+    channels_last: list[str] = field(
+        default_factory=lambda: ["off", "on"],
+        metadata={"help": "Memory formats to try: off (NCHW), on (NHWC)."},
+    )
+    compile: list[str] = field(
+        default_factory=lambda: ["off"], metadata={"help": "torch.compile settings to try: off, on."}
+    )
+    modes: list[str] = field(
+        default_factory=lambda: ["train", "infer"],
+        metadata={"help": "train (forward+backward+Adam) and/or infer."},
+    )
     steps: int = field(default=20, metadata={"help": "Timed steps per variant."})
     warmup: int = field(default=5, metadata={"help": "Untimed steps per variant (autotuning, compilation)."})
-    compute: bool = field(default=True, metadata={"help": "Run the compute sweep on random tensors (--compute false with --e2e_data_dir: end-to-end rows only)."})
-    e2e_data_dir: str | None = field(default=None, metadata={"help": "JPEG image folder: also measure end-to-end training through skinacc's pipeline."})
-    e2e_batches: int = field(default=30, metadata={"help": "Timed batches of the end-to-end measurement (after 5 warm-up batches; small folders are read for several epochs)."})
-    e2e_preresize: bool = field(default=False, metadata={"help": "End-to-end run on the pre-resized cache (--preresize of training)."})
-    e2e_workers: int = field(default=8, metadata={"help": "DataLoader workers per process for the end-to-end measurement."})
-    e2e_channels_last: bool = field(default=True, metadata={"help": "Channels-last model and batches in the end-to-end runs (training's --channels_last)."})
+    compute: bool = field(
+        default=True,
+        metadata={
+            "help": "Run the compute sweep on random tensors (--compute false with --e2e_data_dir: end-to-end rows only)."
+        },
+    )
+    e2e_data_dir: str | None = field(
+        default=None,
+        metadata={"help": "JPEG image folder: also measure end-to-end training through skinacc's pipeline."},
+    )
+    e2e_batches: int = field(
+        default=30,
+        metadata={
+            "help": "Timed batches of the end-to-end measurement (after 5 warm-up batches; small folders are read for several epochs)."
+        },
+    )
+    e2e_preresize: bool = field(
+        default=False, metadata={"help": "End-to-end run on the pre-resized cache (--preresize of training)."}
+    )
+    e2e_workers: int = field(
+        default=8, metadata={"help": "DataLoader workers per process for the end-to-end measurement."}
+    )
+    e2e_channels_last: bool = field(
+        default=True,
+        metadata={
+            "help": "Channels-last model and batches in the end-to-end runs (training's --channels_last)."
+        },
+    )
     output_dir: str = field(default="outputs/bench_throughput", metadata={"help": "Results and plots."})
-    launch_processes: list[int] | None = field(default=None, metadata={"help": "Driver mode: launch this script under each process count and merge."})
-    launch_config: str = field(default="accelerate_configs/1gpu_fp32.yaml", metadata={"help": "accelerate config for driver mode (--num_processes is overridden)."})
-    report_to: str = field(default="none", metadata={"help": "'wandb' also logs the results table and plots to W&B."})
+    launch_processes: list[int] | None = field(
+        default=None, metadata={"help": "Driver mode: launch this script under each process count and merge."}
+    )
+    launch_config: str = field(
+        default="accelerate_configs/1gpu_fp32.yaml",
+        metadata={"help": "accelerate config for driver mode (--num_processes is overridden)."},
+    )
+    report_to: str = field(
+        default="none", metadata={"help": "'wandb' also logs the results table and plots to W&B."}
+    )
     project: str = field(default="skinacc", metadata={"help": "W&B project."})
-    launch_cpu: bool = field(default=False, metadata={"help": "Driver mode on CPU: ACCELERATE_USE_CPU=1 and --mixed_precision no (gloo ranks)."})
+    launch_cpu: bool = field(
+        default=False,
+        metadata={"help": "Driver mode on CPU: ACCELERATE_USE_CPU=1 and --mixed_precision no (gloo ranks)."},
+    )
 
     def validate(self) -> list[str]:
-        p = [f"--precisions: {x!r} is not fp32, fp16 or bf16" for x in self.precisions if x not in ("fp32", "fp16", "bf16")]
-        p += [f"--channels_last/--compile: {x!r} is not off or on" for x in [*self.channels_last, *self.compile] if x not in ON_OFF]
+        p = [
+            f"--precisions: {x!r} is not fp32, fp16 or bf16"
+            for x in self.precisions
+            if x not in ("fp32", "fp16", "bf16")
+        ]
+        p += [
+            f"--channels_last/--compile: {x!r} is not off or on"
+            for x in [*self.channels_last, *self.compile]
+            if x not in ON_OFF
+        ]
         p += [f"--modes: {x!r} is not train or infer" for x in self.modes if x not in ("train", "infer")]
         p += [f"--batch_sizes: {b} must be >= 1" for b in self.batch_sizes if b < 1]
         if self.launch_processes and any(n < 1 for n in self.launch_processes):
             p.append(f"--launch_processes={self.launch_processes}: counts must be >= 1")
-        if self.launch_processes and not (REPO / self.launch_config).is_file() and not Path(self.launch_config).is_file():
+        if (
+            self.launch_processes
+            and not (REPO / self.launch_config).is_file()
+            and not Path(self.launch_config).is_file()
+        ):
             p.append(f"--launch_config={self.launch_config!r}: no such file")
         if not self.compute and not self.e2e_data_dir:
             p.append("--compute false: nothing to measure without --e2e_data_dir")
@@ -97,12 +157,32 @@ class ThroughputArguments:
 def end_to_end(accelerator, args: ThroughputArguments, batch_size: int) -> list[dict]:
     """Training, and with ``--modes infer`` inference, through the real pipeline from JPEG files
     (decode -> transforms -> loader -> step), as train.py and evaluate.py run it."""
-    data_args = DataArguments(data_dir=args.e2e_data_dir, image_size=args.image_size, test_size=0.02, val_size=0.0, num_workers=args.e2e_workers, verify_images="header", preresize=args.e2e_preresize)
+    data_args = DataArguments(
+        data_dir=args.e2e_data_dir,
+        image_size=args.image_size,
+        test_size=0.02,
+        val_size=0.0,
+        num_workers=args.e2e_workers,
+        verify_images="header",
+        preresize=args.e2e_preresize,
+    )
     train_args = TrainArguments(batch_size=batch_size, eval_batch_size=batch_size, output_dir=args.output_dir)
-    p = build_training(accelerator, data_args, ModelArguments(model=args.model, pretrained=False, channels_last=args.e2e_channels_last), train_args)
+    p = build_training(
+        accelerator,
+        data_args,
+        ModelArguments(model=args.model, pretrained=False, channels_last=args.e2e_channels_last),
+        train_args,
+    )
     state = TrainState(world_size=accelerator.num_processes, process_index=accelerator.process_index)
     prec = accelerator.mixed_precision if accelerator.mixed_precision != "no" else "fp32"
-    base = {"precision": prec, "channels_last": args.e2e_channels_last, "compile": False, "batch_size": batch_size, "processes": accelerator.num_processes, "device": accelerator.device.type}
+    base = {
+        "precision": prec,
+        "channels_last": args.e2e_channels_last,
+        "compile": False,
+        "batch_size": batch_size,
+        "processes": accelerator.num_processes,
+        "device": accelerator.device.type,
+    }
     source = "preresized" if args.e2e_preresize else "jpeg"
     rows = []
     if "train" in args.modes:
@@ -110,31 +190,75 @@ def end_to_end(accelerator, args: ThroughputArguments, batch_size: int) -> list[
         # small folder would restart the loader every few batches, which a real (large) epoch does not.
         warm = 5
         loader = repeated_loader(accelerator, p, data_args, "train", batch_size, warm + args.e2e_batches)
-        s = train_one_epoch(accelerator, p.model, loader, p.optimizer, p.loss_fn, p.normalizer, state, max_batches=warm + args.e2e_batches, stats_after=warm, desc="e2e")
-        rows.append(base | {"mode": f"train_e2e_{source}", "images_per_sec": s["images_per_sec"], "data_wait_pct": s["data_wait_pct"], "step_ms": s["step_time_ms"], "peak_mem_mb": s["peak_mem_mb"], "images": s["images"]})
+        s = train_one_epoch(
+            accelerator,
+            p.model,
+            loader,
+            p.optimizer,
+            p.loss_fn,
+            p.normalizer,
+            state,
+            max_batches=warm + args.e2e_batches,
+            stats_after=warm,
+            desc="e2e",
+        )
+        rows.append(
+            base
+            | {
+                "mode": f"train_e2e_{source}",
+                "images_per_sec": s["images_per_sec"],
+                "data_wait_pct": s["data_wait_pct"],
+                "step_ms": s["step_time_ms"],
+                "peak_mem_mb": s["peak_mem_mb"],
+                "images": s["images"],
+            }
+        )
     if "infer" in args.modes:
         res = infer_all_images(accelerator, p, data_args, batch_size, args.e2e_batches)
-        rows.append(base | {"mode": f"infer_e2e_{source}", "images_per_sec": res.images_per_sec, "step_ms": 1000.0 * res.seconds / max(1, -(-len(res.labels) // (batch_size * accelerator.num_processes))), "peak_mem_mb": peak_memory_mb(accelerator.device), "images": len(res.labels)})
+        rows.append(
+            base
+            | {
+                "mode": f"infer_e2e_{source}",
+                "images_per_sec": res.images_per_sec,
+                "step_ms": 1000.0
+                * res.seconds
+                / max(1, -(-len(res.labels) // (batch_size * accelerator.num_processes))),
+                "peak_mem_mb": peak_memory_mb(accelerator.device),
+                "images": len(res.labels),
+            }
+        )
     accelerator.free_memory()
     return rows
 
 
-def repeated_loader(accelerator, p: TrainingPieces, data_args: DataArguments, split: str, batch_size: int, min_batches: int):
+def repeated_loader(
+    accelerator, p: TrainingPieces, data_args: DataArguments, split: str, batch_size: int, min_batches: int
+):
     """A prepared loader over ``split`` (``"all"``: every split) repeated whole until it holds at least
     ``min_batches`` batches per process, with the run's transforms and loader settings."""
     import datasets
 
-    flat = datasets.concatenate_datasets([p.source[s] for s in p.source]) if split == "all" else p.source[split]
+    flat = (
+        datasets.concatenate_datasets([p.source[s] for s in p.source]) if split == "all" else p.source[split]
+    )
     if len(flat) == 0:
         raise ValueError(f"--e2e_data_dir: the {split!r} split holds no images")
     copies = max(1, -(-min_batches * batch_size * accelerator.num_processes // len(flat)))
     name = "train" if split == "train" else "test"  # set_transforms augments the split named train only
-    ds = set_transforms(datasets.DatasetDict({name: datasets.concatenate_datasets([flat] * copies)}), p.data_cfg, seed=0, hflip=data_args.hflip, fast_decode=data_args.fast_decode)[name]
+    ds = set_transforms(
+        datasets.DatasetDict({name: datasets.concatenate_datasets([flat] * copies)}),
+        p.data_cfg,
+        seed=0,
+        hflip=data_args.hflip,
+        fast_decode=data_args.fast_decode,
+    )[name]
     kw = loader_kwargs(data_args, p.workers, seed=0) | {"persistent_workers": False}
     return accelerator.prepare(build_dataloader(ds, batch_size, train=split == "train", **kw))
 
 
-def infer_all_images(accelerator, p: TrainingPieces, data_args: DataArguments, batch_size: int, min_batches: int):
+def infer_all_images(
+    accelerator, p: TrainingPieces, data_args: DataArguments, batch_size: int, min_batches: int
+):
     """Predict every image of the folder (all splits, repeated to fill ``min_batches`` batches per process)
     with the evaluation transforms and ``skinacc.engine.evaluate``: one pass, so the loader never restarts."""
     loader = repeated_loader(accelerator, p, data_args, "all", batch_size, min_batches)
@@ -153,7 +277,11 @@ def measure_all(args: ThroughputArguments) -> list[dict]:
     set_seed(0)
     if accelerator.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
-    meta = launch_info(accelerator) | {"date": str(date.today()), "platform": platform.platform(), "args": {k: v for k, v in vars(args).items()}}
+    meta = launch_info(accelerator) | {
+        "date": str(date.today()),
+        "platform": platform.platform(),
+        "args": {k: v for k, v in vars(args).items()},
+    }
     partial = Path(args.output_dir) / f"throughput_{accelerator.num_processes}proc.json"
     rows: list[dict] = []
 
@@ -163,21 +291,54 @@ def measure_all(args: ThroughputArguments) -> list[dict]:
         if accelerator.is_main_process:
             write_json(partial, {"meta": meta, "results": rows})
 
-    for mode, bs, prec, cl, comp in itertools.product(args.modes, args.batch_sizes, args.precisions, args.channels_last, args.compile) if args.compute else ():
+    for mode, bs, prec, cl, comp in (
+        itertools.product(args.modes, args.batch_sizes, args.precisions, args.channels_last, args.compile)
+        if args.compute
+        else ()
+    ):
         try:
-            r = measure_compute(accelerator, args.model, args.num_classes, args.image_size, bs, prec, ON_OFF[cl], ON_OFF[comp], mode, args.steps, args.warmup)
+            r = measure_compute(
+                accelerator,
+                args.model,
+                args.num_classes,
+                args.image_size,
+                bs,
+                prec,
+                ON_OFF[cl],
+                ON_OFF[comp],
+                mode,
+                args.steps,
+                args.warmup,
+            )
         except Exception as e:  # e.g. out of memory at a large batch: record it, keep going
-            r = {"mode": mode, "precision": prec, "channels_last": ON_OFF[cl], "compile": ON_OFF[comp], "batch_size": bs, "processes": accelerator.num_processes, "error": f"{type(e).__name__}: {str(e)[:200]}"}
+            r = {
+                "mode": mode,
+                "precision": prec,
+                "channels_last": ON_OFF[cl],
+                "compile": ON_OFF[comp],
+                "batch_size": bs,
+                "processes": accelerator.num_processes,
+                "error": f"{type(e).__name__}: {str(e)[:200]}",
+            }
             if accelerator.device.type == "cuda":
                 torch.cuda.empty_cache()
         keep(r)
-        accelerator.print(f"{mode:5s} bs={bs:<4d} {prec} cl={cl:<3s} compile={comp:<3s}: " + (f"{r['images_per_sec']:9.1f} img/s  {r['peak_mem_mb']:8.0f} MB" if "error" not in r else r["error"]))
+        accelerator.print(
+            f"{mode:5s} bs={bs:<4d} {prec} cl={cl:<3s} compile={comp:<3s}: "
+            + (
+                f"{r['images_per_sec']:9.1f} img/s  {r['peak_mem_mb']:8.0f} MB"
+                if "error" not in r
+                else r["error"]
+            )
+        )
     if args.e2e_data_dir:
         for bs in args.batch_sizes:
             for r in end_to_end(accelerator, args, bs):
                 keep(r)
                 wait = f", data wait {r['data_wait_pct']:.1f}%" if "data_wait_pct" in r else ""
-                accelerator.print(f"{r['mode']} bs={bs:<4d} {r['precision']}: {r['images_per_sec']:9.1f} img/s{wait}")
+                accelerator.print(
+                    f"{r['mode']} bs={bs:<4d} {r['precision']}: {r['images_per_sec']:9.1f} img/s{wait}"
+                )
     accelerator.end_training()
     return rows
 
@@ -192,7 +353,9 @@ def write(rows: list[dict], out: Path, meta: dict, args: ThroughputArguments) ->
     plots = plot_throughput_benchmark(rows, out)
     for p in plots:
         print(p)
-    log_results_run(args.report_to, args.project, "benchmark_throughput", rows, plots, meta | {"args": vars(args)}, out)
+    log_results_run(
+        args.report_to, args.project, "benchmark_throughput", rows, plots, meta | {"args": vars(args)}, out
+    )
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -214,14 +377,33 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if not skip:
             child_args.append(a)
     cfg = str(REPO / args.launch_config) if (REPO / args.launch_config).is_file() else args.launch_config
-    env = {**os.environ, "SKINACC_BENCH_CHILD": "1", **({"ACCELERATE_USE_CPU": "1"} if args.launch_cpu else {})}
+    env = {
+        **os.environ,
+        "SKINACC_BENCH_CHILD": "1",
+        **({"ACCELERATE_USE_CPU": "1"} if args.launch_cpu else {}),
+    }
     rows: list[dict] = []
     for n in args.launch_processes:
-        cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file", cfg, "--num_processes", str(n), *(["--mixed_precision", "no"] if args.launch_cpu else []), __file__, *child_args]
+        cmd = [
+            str(Path(sys.executable).parent / "accelerate"),
+            "launch",
+            "--config_file",
+            cfg,
+            "--num_processes",
+            str(n),
+            *(["--mixed_precision", "no"] if args.launch_cpu else []),
+            __file__,
+            *child_args,
+        ]
         print(f"== {n} process(es): {' '.join(cmd)}", flush=True)
         subprocess.run(cmd, check=True, env=env, cwd=REPO)
         rows += json.loads((out / f"throughput_{n}proc.json").read_text())["results"]
-    write(add_scaling(rows), out, {"processes": args.launch_processes, "launch_config": args.launch_config, "date": str(date.today())}, args)
+    write(
+        add_scaling(rows),
+        out,
+        {"processes": args.launch_processes, "launch_config": args.launch_config, "date": str(date.today())},
+        args,
+    )
     return rows
 
 

@@ -19,14 +19,35 @@ from _cli import parse_args, run
 from skinacc.plots import plot_run_comparison
 from skinacc.tracking import compare_records, records_markdown, run_record
 
-COLUMNS = ["run", "model", "processes", "precision", "compile", "batch_per_process", "epochs", "images_per_sec", "speedup", "scaling_efficiency", "throughput_vs_fp32", "peak_mem_mb", "memory_vs_fp32", "data_wait_pct", "best_val_accuracy", "test_accuracy", "test_balanced_accuracy"]
+COLUMNS = [
+    "run",
+    "model",
+    "processes",
+    "precision",
+    "compile",
+    "batch_per_process",
+    "epochs",
+    "images_per_sec",
+    "speedup",
+    "scaling_efficiency",
+    "throughput_vs_fp32",
+    "peak_mem_mb",
+    "memory_vs_fp32",
+    "data_wait_pct",
+    "best_val_accuracy",
+    "test_accuracy",
+    "test_balanced_accuracy",
+]
 
 
 @dataclass
 class CompareArguments:
     """Which runs to compare."""
 
-    runs: list[str] = field(default_factory=list, metadata={"help": "Output dirs, offline W&B run dirs, or entity/project/run_id paths."})
+    runs: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Output dirs, offline W&B run dirs, or entity/project/run_id paths."},
+    )
     output_dir: str = field(default="outputs/compare", metadata={"help": "Where the table and plots go."})
 
     def validate(self) -> list[str]:

@@ -46,11 +46,21 @@ from skinacc.tracking import log_evaluation, log_images, prepare_wandb, wandb_ru
 class EvalArguments:
     """What to evaluate and where the results go."""
 
-    model: str = field(default="outputs/demo", metadata={"help": "A skinacc run dir, a timm folder, local-dir:<folder>, or hf-hub:<repo>."})
-    split: Literal["train", "validation", "test"] = field(default="test", metadata={"help": "Split to evaluate."})
-    output_dir: str | None = field(default=None, metadata={"help": "Results folder (default: <run>/eval_<split>, or outputs/eval_<split>)."})
+    model: str = field(
+        default="outputs/demo",
+        metadata={"help": "A skinacc run dir, a timm folder, local-dir:<folder>, or hf-hub:<repo>."},
+    )
+    split: Literal["train", "validation", "test"] = field(
+        default="test", metadata={"help": "Split to evaluate."}
+    )
+    output_dir: str | None = field(
+        default=None,
+        metadata={"help": "Results folder (default: <run>/eval_<split>, or outputs/eval_<split>)."},
+    )
     batch_size: int = field(default=128, metadata={"help": "Batch size per process."})
-    tta_flip: bool = field(default=False, metadata={"help": "Average predictions over each image and its horizontal mirror."})
+    tta_flip: bool = field(
+        default=False, metadata={"help": "Average predictions over each image and its horizontal mirror."}
+    )
 
     def validate(self) -> list[str]:
         return [f"--batch_size={self.batch_size}: must be >= 1"] if self.batch_size < 1 else []
@@ -65,37 +75,87 @@ def run_defaults(model: str | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args, data_args, log_args = parse_args((EvalArguments, DataArguments, LoggingArguments), argv, description=__doc__, defaults={"report_to": "none", **run_defaults(flag_value(argv, "--model"))})
+    args, data_args, log_args = parse_args(
+        (EvalArguments, DataArguments, LoggingArguments),
+        argv,
+        description=__doc__,
+        defaults={"report_to": "none", **run_defaults(flag_value(argv, "--model"))},
+    )
     prepare_wandb(log_args.report_to)
     accelerator = Accelerator(log_with=None if log_args.report_to == "none" else log_args.report_to)
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     run_dir = Path(args.model)
-    out = Path(args.output_dir or (run_dir / f"eval_{args.split}" if run_dir.is_dir() else f"outputs/eval_{args.split}"))
+    out = Path(
+        args.output_dir
+        or (run_dir / f"eval_{args.split}" if run_dir.is_dir() else f"outputs/eval_{args.split}")
+    )
 
     with accelerator.main_process_first():
         data = load_skin_dataset(data_args)
     model, label_names, data_cfg = load_model(args.model)
     unknown = [c for c in data.class_names if c not in label_names]
     if unknown:
-        raise ValueError(f"--model={args.model!r} does not know the data's classes {unknown}; it was trained on {label_names}")
+        raise ValueError(
+            f"--model={args.model!r} does not know the data's classes {unknown}; it was trained on {label_names}"
+        )
     # Data label ids -> the model's output columns (class sets may be ordered differently).
     to_model = np.array([label_names.index(c) for c in data.class_names])
 
     split = set_transforms({args.split: data.dataset[args.split]}, data_cfg)[args.split]
-    loader = build_dataloader(split, args.batch_size, train=False, num_workers=default_num_workers(data_args.num_workers, accelerator.num_processes), pin_memory=data_args.pin_memory, persistent_workers=False)
+    loader = build_dataloader(
+        split,
+        args.batch_size,
+        train=False,
+        num_workers=default_num_workers(data_args.num_workers, accelerator.num_processes),
+        pin_memory=data_args.pin_memory,
+        persistent_workers=False,
+    )
     model, loader = accelerator.prepare(model, loader)
     if log_args.report_to != "none":
         name = log_args.run_name or f"eval-{Path(args.model).name}-{args.split}"
-        init = {"wandb": {"name": name, "group": log_args.run_group, "tags": ["eval", args.split, *(log_args.tags or [])], "dir": str(out), "job_type": "eval"}}
-        accelerator.init_trackers(log_args.project, config={"eval": vars(args), "data": vars(data_args), "label_names": label_names}, init_kwargs=init)
-    res = evaluate(accelerator, model, loader, BatchNormalizer(data_cfg, accelerator.device), tta_flip=args.tta_flip, desc=args.split)
+        init = {
+            "wandb": {
+                "name": name,
+                "group": log_args.run_group,
+                "tags": ["eval", args.split, *(log_args.tags or [])],
+                "dir": str(out),
+                "job_type": "eval",
+            }
+        }
+        accelerator.init_trackers(
+            log_args.project,
+            config={"eval": vars(args), "data": vars(data_args), "label_names": label_names},
+            init_kwargs=init,
+        )
+    res = evaluate(
+        accelerator,
+        model,
+        loader,
+        BatchNormalizer(data_cfg, accelerator.device),
+        tta_flip=args.tta_flip,
+        desc=args.split,
+    )
     labels = to_model[res.labels]
     metrics = {}
     if accelerator.is_main_process:
         paths = paths_of(data.dataset[args.split], res.sample_ids)
-        extra = {"model": args.model, "split": args.split, "tta_flip": args.tta_flip, "data_source": data.report.source, "images_per_sec": res.images_per_sec, "num_processes": accelerator.num_processes}
+        extra = {
+            "model": args.model,
+            "split": args.split,
+            "tta_flip": args.tta_flip,
+            "data_source": data.report.source,
+            "images_per_sec": res.images_per_sec,
+            "num_processes": accelerator.num_processes,
+        }
         metrics = write_evaluation(out, labels, res.probs, label_names, paths, extra)
-        print(format_metrics_table(metrics, f"{args.model} on {args.split}" + (" (flip TTA)" if args.tta_flip else "")))
+        print(
+            format_metrics_table(
+                metrics, f"{args.model} on {args.split}" + (" (flip TTA)" if args.tta_flip else "")
+            )
+        )
         print(f"wrote {out}/metrics.json, per_class.csv, predictions.csv and plots")
         accelerator.log({f"{args.split}/{k}": v for k, v in scalar_metrics(metrics).items()})
         wb = wandb_run(accelerator)

@@ -24,7 +24,10 @@ from skinacc.inference import export_onnx, onnx_max_abs_diff
 class OnnxArguments:
     """What to export."""
 
-    model: str = field(default="outputs/demo", metadata={"help": "A skinacc run dir, a timm folder, local-dir:<folder>, or hf-hub:<repo>."})
+    model: str = field(
+        default="outputs/demo",
+        metadata={"help": "A skinacc run dir, a timm folder, local-dir:<folder>, or hf-hub:<repo>."},
+    )
     output: str | None = field(default=None, metadata={"help": "ONNX file (default: <run>/model.onnx)."})
     opset: int = field(default=18, metadata={"help": "ONNX opset."})
     check_batch: int = field(default=4, metadata={"help": "Batch size of the PyTorch-vs-onnxruntime check."})
@@ -37,15 +40,28 @@ class OnnxArguments:
 def main(argv: list[str] | None = None) -> dict:
     (args,) = parse_args((OnnxArguments,), argv, description=__doc__)
     model, labels, cfg = load_model(args.model)
-    out = Path(args.output or (Path(args.model) / "model.onnx" if Path(args.model).is_dir() else "model.onnx"))
+    out = Path(
+        args.output or (Path(args.model) / "model.onnx" if Path(args.model).is_dir() else "model.onnx")
+    )
     export_onnx(model, out, cfg.image_size, args.opset)
     torch.manual_seed(0)
     check = onnx_max_abs_diff(model, out, torch.randn(args.check_batch, 3, cfg.image_size, cfg.image_size))
-    report = {"onnx": str(out), "image_size": cfg.image_size, "mean": list(cfg.mean), "std": list(cfg.std), "labels": labels, **check}
+    report = {
+        "onnx": str(out),
+        "image_size": cfg.image_size,
+        "mean": list(cfg.mean),
+        "std": list(cfg.std),
+        "labels": labels,
+        **check,
+    }
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    print(f"exported {out} ({out.stat().st_size / 2**20:.1f} MiB); onnxruntime vs PyTorch: max |diff| = {check['max_abs_diff']:.2e} (max |logit| {check['max_abs_logit']:.2f}), same top-1 {check['same_top1']:.0%}")
+    print(
+        f"exported {out} ({out.stat().st_size / 2**20:.1f} MiB); onnxruntime vs PyTorch: max |diff| = {check['max_abs_diff']:.2e} (max |logit| {check['max_abs_logit']:.2f}), same top-1 {check['same_top1']:.0%}"
+    )
     if check["max_abs_diff"] > args.tolerance:
-        raise ValueError(f"onnxruntime differs from PyTorch by {check['max_abs_diff']:.2e} > --tolerance={args.tolerance}")
+        raise ValueError(
+            f"onnxruntime differs from PyTorch by {check['max_abs_diff']:.2e} > --tolerance={args.tolerance}"
+        )
     return report
 
 

@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
         labels, probs, names, _ = read_predictions(pred)
         made += plot_evaluation(pred.parent, labels, probs, names, compute_all(labels, probs, names))
     for bench in sorted(root.rglob("loading.json")):
-        made.append(plots.plot_loader_benchmark(json.loads(bench.read_text())["results"], bench.with_suffix(".png")))
+        made.append(
+            plots.plot_loader_benchmark(json.loads(bench.read_text())["results"], bench.with_suffix(".png"))
+        )
     for bench in sorted(root.rglob("throughput.json")):
         made += plots.plot_throughput_benchmark(json.loads(bench.read_text())["results"], bench.parent)
     for prof in sorted(root.rglob("summary.json")):
@@ -49,7 +51,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
         if "kernels_by_launches" in data:
             made += plots.plot_profile(data, prof.parent)
     if not made:
-        raise ValueError(f"--run_dir={args.run_dir!r}: found nothing to plot (history.json, eval_*/predictions.csv, loading.json, throughput.json)")
+        raise ValueError(
+            f"--run_dir={args.run_dir!r}: found nothing to plot (history.json, eval_*/predictions.csv, loading.json, throughput.json)"
+        )
     for p in made:
         print(p)
     return made

@@ -25,12 +25,19 @@ from skinacc.inference import collect_images, predict_images
 class PredictArguments:
     """What to predict and where the results go."""
 
-    model: str = field(default="outputs/demo", metadata={"help": "A skinacc run dir, a timm folder, local-dir:<folder>, or hf-hub:<repo>."})
-    inputs: list[str] = field(default_factory=list, metadata={"help": "Image files, folders or glob patterns."})
+    model: str = field(
+        default="outputs/demo",
+        metadata={"help": "A skinacc run dir, a timm folder, local-dir:<folder>, or hf-hub:<repo>."},
+    )
+    inputs: list[str] = field(
+        default_factory=list, metadata={"help": "Image files, folders or glob patterns."}
+    )
     top_k: int = field(default=3, metadata={"help": "Labels reported per image."})
     batch_size: int = field(default=64, metadata={"help": "Images per forward pass."})
     output: str | None = field(default=None, metadata={"help": "Write results to this .csv or .json file."})
-    device: str = field(default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "cpu, cuda, cuda:1 ..."})
+    device: str = field(
+        default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "cpu, cuda, cuda:1 ..."}
+    )
 
     def validate(self) -> list[str]:
         p = []
@@ -63,7 +70,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         else:
             with out.open("w", newline="") as f:
                 w = csv.writer(f)
-                w.writerow(["path", *[c for i in range(args.top_k) for c in (f"label_{i + 1}", f"prob_{i + 1}")], "error"])
+                w.writerow(
+                    [
+                        "path",
+                        *[c for i in range(args.top_k) for c in (f"label_{i + 1}", f"prob_{i + 1}")],
+                        "error",
+                    ]
+                )
                 for r in results:
                     tops = [c for t in r.get("top_k", []) for c in (t["label"], f"{t['prob']:.6f}")]
                     w.writerow([r["path"], *tops, *[""] * (2 * args.top_k - len(tops)), r.get("error", "")])

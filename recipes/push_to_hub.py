@@ -23,9 +23,15 @@ from skinacc.hub import export_for_hub, push_folder_to_hub
 class PushArguments:
     """What to publish and where."""
 
-    model: str = field(default="outputs/demo", metadata={"help": "A skinacc run directory (its best/ model is published)."})
-    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repository, '<user-or-org>/<name>'."})
-    output_dir: str | None = field(default=None, metadata={"help": "Where the Hub folder is written (default: <run>/hub)."})
+    model: str = field(
+        default="outputs/demo", metadata={"help": "A skinacc run directory (its best/ model is published)."}
+    )
+    hub_model_id: str | None = field(
+        default=None, metadata={"help": "Hub repository, '<user-or-org>/<name>'."}
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Where the Hub folder is written (default: <run>/hub)."}
+    )
     dry_run: bool = field(default=False, metadata={"help": "Write the folder only; do not upload."})
     private: bool = field(default=False, metadata={"help": "Create the repository as private."})
 
@@ -43,7 +49,9 @@ def main(argv: list[str] | None = None) -> Path:
     folder = export_for_hub(args.model, args.output_dir or Path(args.model) / "hub", args.hub_model_id)
     print(f"wrote {folder}: " + ", ".join(sorted(p.name for p in folder.iterdir())))
     if not args.dry_run:
-        print(f"uploaded to https://huggingface.co/{args.hub_model_id}: {push_folder_to_hub(folder, args.hub_model_id, args.private)}")
+        print(
+            f"uploaded to https://huggingface.co/{args.hub_model_id}: {push_folder_to_hub(folder, args.hub_model_id, args.private)}"
+        )
     return folder
 
 

@@ -80,16 +80,34 @@ def main(argv: list[str] | None = None) -> dict:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, non_blocking=True),
         step_scheduler_with_optimizer=False,
     )
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     set_seed(args.seed)
 
     pieces = build_training(accelerator, data_args, model_args, args)
-    data, ds, model, optimizer, weights, data_cfg = pieces.data, pieces.datasets, pieces.model, pieces.optimizer, pieces.weights, pieces.data_cfg
-    train_loader, val_loader, test_loader, normalizer, loss_fn = pieces.train_loader, pieces.val_loader, pieces.test_loader, pieces.normalizer, pieces.loss_fn
+    data, ds, model, optimizer, weights, data_cfg = (
+        pieces.data,
+        pieces.datasets,
+        pieces.model,
+        pieces.optimizer,
+        pieces.weights,
+        pieces.data_cfg,
+    )
+    train_loader, val_loader, test_loader, normalizer, loss_fn = (
+        pieces.train_loader,
+        pieces.val_loader,
+        pieces.test_loader,
+        pieces.normalizer,
+        pieces.loss_fn,
+    )
     train_tf = pieces.train_transform
     if not len(ds["validation"]):
-        raise ValueError(f"--val_size={data_args.val_size}: the validation split is empty, but ReduceLROnPlateau, early stopping and the best-model choice need one")
+        raise ValueError(
+            f"--val_size={data_args.val_size}: the validation split is empty, but ReduceLROnPlateau, early stopping and the best-model choice need one"
+        )
     # Not prepared on purpose: see skinacc.callbacks (accelerate would step it once per process).
     scheduler = build_plateau_scheduler(optimizer, args.plateau_factor, args.plateau_patience, args.min_lr)
     stopper = EarlyStopping(args.early_stopping_patience, args.early_stopping_min_delta)
@@ -103,26 +121,62 @@ def main(argv: list[str] | None = None) -> dict:
         path = resolve_resume_path(args.resume_from_checkpoint, out / "checkpoints")
         load_checkpoint(accelerator, path, manifest_id)
         if state.batch_in_epoch and state.saved_world_size != accelerator.num_processes:
-            raise CheckpointError(f"--resume_from_checkpoint={path}: saved mid-epoch with {state.saved_world_size} processes; resume with the same number (now {accelerator.num_processes})")
-        accelerator.print(f"resumed from {path}: epoch {state.epoch + 1}, batch {state.batch_in_epoch}, step {state.global_step}")
+            raise CheckpointError(
+                f"--resume_from_checkpoint={path}: saved mid-epoch with {state.saved_world_size} processes; resume with the same number (now {accelerator.num_processes})"
+            )
+        accelerator.print(
+            f"resumed from {path}: epoch {state.epoch + 1}, batch {state.batch_in_epoch}, step {state.global_step}"
+        )
 
-    extra = {"launch": launch, "run": identity, "resolved": {"weights": weights.describe(), "data_config": data_cfg.to_dict(), "num_classes": data.num_classes, "class_names": data.class_names, "global_batch_size": args.batch_size * accelerator.num_processes * args.grad_accum_steps, "data_workers": pieces.workers}}
+    extra = {
+        "launch": launch,
+        "run": identity,
+        "resolved": {
+            "weights": weights.describe(),
+            "data_config": data_cfg.to_dict(),
+            "num_classes": data.num_classes,
+            "class_names": data.class_names,
+            "global_batch_size": args.batch_size * accelerator.num_processes * args.grad_accum_steps,
+            "data_workers": pieces.workers,
+        },
+    }
     if accelerator.is_main_process:
         save_config(out / "config.yaml", data_args, model_args, args, log_args, extra=extra)
         data.report.save(out / "data_report.json")
     if log_args.report_to != "none":
         cfg = config_to_dict(data_args, model_args, args, log_args) | extra
-        init = {"wandb": {"name": log_args.run_name or identity["name"], "group": log_args.run_group or identity["group"], "tags": identity["tags"] + (log_args.tags or []), "dir": str(out), "job_type": "train"}}
+        init = {
+            "wandb": {
+                "name": log_args.run_name or identity["name"],
+                "group": log_args.run_group or identity["group"],
+                "tags": identity["tags"] + (log_args.tags or []),
+                "dir": str(out),
+                "job_type": "train",
+            }
+        }
         accelerator.init_trackers(log_args.project, config=cfg, init_kwargs=init)
 
     def checkpoint() -> None:
         state.snapshot(accelerator)
-        manifest = manifest_id | {"epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch, "global_step": state.global_step, "world_size": accelerator.num_processes}
-        save_checkpoint(accelerator, out / "checkpoints", state.global_step, manifest, args.keep_last_checkpoints)
+        manifest = manifest_id | {
+            "epoch": state.epoch,
+            "batch_in_epoch": state.batch_in_epoch,
+            "global_step": state.global_step,
+            "world_size": accelerator.num_processes,
+        }
+        save_checkpoint(
+            accelerator, out / "checkpoints", state.global_step, manifest, args.keep_last_checkpoints
+        )
 
     def on_step(st: TrainState, loss: torch.Tensor) -> None:
         if log_args.report_to != "none" and st.global_step % args.log_every_n_steps == 0:
-            accelerator.log({"train/step_loss": accelerator.reduce(loss, "mean").item(), "train/lr": current_lr(optimizer)}, step=st.global_step)
+            accelerator.log(
+                {
+                    "train/step_loss": accelerator.reduce(loss, "mean").item(),
+                    "train/lr": current_lr(optimizer),
+                },
+                step=st.global_step,
+            )
         if args.checkpoint_every_n_steps and st.global_step % args.checkpoint_every_n_steps == 0:
             checkpoint()
 
@@ -130,19 +184,72 @@ def main(argv: list[str] | None = None) -> dict:
         epoch = state.epoch
         train_loader.set_epoch(epoch)
         train_tf.set_epoch(epoch)
-        loader = accelerator.skip_first_batches(train_loader, state.batch_in_epoch) if state.batch_in_epoch else train_loader
-        tr = train_one_epoch(accelerator, model, loader, optimizer, loss_fn, normalizer, state, max_batches=args.max_steps_per_epoch, max_grad_norm=args.max_grad_norm, on_step=on_step, desc=f"epoch {epoch + 1}")
+        loader = (
+            accelerator.skip_first_batches(train_loader, state.batch_in_epoch)
+            if state.batch_in_epoch
+            else train_loader
+        )
+        tr = train_one_epoch(
+            accelerator,
+            model,
+            loader,
+            optimizer,
+            loss_fn,
+            normalizer,
+            state,
+            max_batches=args.max_steps_per_epoch,
+            max_grad_norm=args.max_grad_norm,
+            on_step=on_step,
+            desc=f"epoch {epoch + 1}",
+        )
         val = evaluate(accelerator, model, val_loader, normalizer, desc="validate")
         assert_ranks_agree(accelerator, val.loss, "validation loss")
-        val_metrics = compute_all(val.labels, val.probs, data.class_names, top_k=()) if len(val.labels) else {}
+        val_metrics = (
+            compute_all(val.labels, val.probs, data.class_names, top_k=()) if len(val.labels) else {}
+        )
         lr = current_lr(optimizer)
         scheduler.step(val.loss)  # same gathered value on every rank: same decision everywhere
         improved = stopper.step(val.loss, epoch)
-        record = {"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"], "val_loss": val.loss, "val_accuracy": val.accuracy, "val_balanced_accuracy": val_metrics.get("balanced_accuracy", float("nan")), "val_macro_f1": val_metrics.get("macro_f1", float("nan")), "val_roc_auc_macro": val_metrics.get("roc_auc_macro", float("nan")), "val_ece": val_metrics.get("ece", float("nan")), "val_images": len(val.labels), "lr": lr, "images_per_sec": tr["images_per_sec"], "data_wait_pct": tr["data_wait_pct"], "step_time_ms": tr["step_time_ms"], "epoch_seconds": tr["seconds"], "peak_mem_mb": tr["peak_mem_mb"], "global_step": state.global_step, "is_best": improved}
+        record = {
+            "epoch": epoch,
+            "train_loss": tr["loss"],
+            "train_accuracy": tr["accuracy"],
+            "val_loss": val.loss,
+            "val_accuracy": val.accuracy,
+            "val_balanced_accuracy": val_metrics.get("balanced_accuracy", float("nan")),
+            "val_macro_f1": val_metrics.get("macro_f1", float("nan")),
+            "val_roc_auc_macro": val_metrics.get("roc_auc_macro", float("nan")),
+            "val_ece": val_metrics.get("ece", float("nan")),
+            "val_images": len(val.labels),
+            "lr": lr,
+            "images_per_sec": tr["images_per_sec"],
+            "data_wait_pct": tr["data_wait_pct"],
+            "step_time_ms": tr["step_time_ms"],
+            "epoch_seconds": tr["seconds"],
+            "peak_mem_mb": tr["peak_mem_mb"],
+            "global_step": state.global_step,
+            "is_best": improved,
+        }
         state.history.append(record)
         if improved and accelerator.is_main_process:
-            meta = {"skinacc.json": json.dumps({"epoch": epoch, "val_loss": val.loss, "val_accuracy": val.accuracy, "weights": weights.describe()}, indent=2)}
-            save_timm_folder(accelerator.unwrap_model(model, keep_torch_compile=False), out / "best", data.class_names, data_cfg, meta)
+            meta = {
+                "skinacc.json": json.dumps(
+                    {
+                        "epoch": epoch,
+                        "val_loss": val.loss,
+                        "val_accuracy": val.accuracy,
+                        "weights": weights.describe(),
+                    },
+                    indent=2,
+                )
+            }
+            save_timm_folder(
+                accelerator.unwrap_model(model, keep_torch_compile=False),
+                out / "best",
+                data.class_names,
+                data_cfg,
+                meta,
+            )
         state.epoch += 1
         state.start_epoch()
         checkpoint()
@@ -151,36 +258,78 @@ def main(argv: list[str] | None = None) -> dict:
             write_history(out, state.history)
         accelerator.log({f"epoch/{k}": float(v) for k, v in record.items()}, step=state.global_step)
     if stopper.should_stop:
-        accelerator.print(f"early stopping: no val_loss improvement for {stopper.bad_epochs} epochs (best {stopper.best:.4f} at epoch {stopper.best_epoch + 1})")
+        accelerator.print(
+            f"early stopping: no val_loss improvement for {stopper.bad_epochs} epochs (best {stopper.best:.4f} at epoch {stopper.best_epoch + 1})"
+        )
 
     metrics: dict = {}
-    summary = {"best_epoch": stopper.best_epoch, "best_val_loss": stopper.best, "epochs_run": state.epoch, "stopped_early": stopper.should_stop, "launch": launch}
+    summary = {
+        "best_epoch": stopper.best_epoch,
+        "best_val_loss": stopper.best,
+        "epochs_run": state.epoch,
+        "stopped_early": stopper.should_stop,
+        "launch": launch,
+    }
     accelerator.wait_for_everyone()
     if args.eval_test and len(ds["test"]) and (out / "best" / "model.safetensors").is_file():
         from safetensors.torch import load_file
 
-        accelerator.unwrap_model(model, keep_torch_compile=False).load_state_dict(load_file(str(out / "best" / "model.safetensors")))
+        accelerator.unwrap_model(model, keep_torch_compile=False).load_state_dict(
+            load_file(str(out / "best" / "model.safetensors"))
+        )
         test = evaluate(accelerator, model, test_loader, normalizer, tta_flip=args.tta_flip, desc="test")
         summary |= {"test_loss": test.loss, "test_images": len(test.labels)}
         if accelerator.is_main_process:
-            extra = {"model": model_args.model, "split": "test", "checkpoint": "best", "best_epoch": stopper.best_epoch, "tta_flip": args.tta_flip}
-            metrics = write_evaluation(out / "eval_test", test.labels, test.probs, data.class_names, paths_of(data.dataset["test"], test.sample_ids), extra)
+            extra = {
+                "model": model_args.model,
+                "split": "test",
+                "checkpoint": "best",
+                "best_epoch": stopper.best_epoch,
+                "tta_flip": args.tta_flip,
+            }
+            metrics = write_evaluation(
+                out / "eval_test",
+                test.labels,
+                test.probs,
+                data.class_names,
+                paths_of(data.dataset["test"], test.sample_ids),
+                extra,
+            )
             summary |= {f"test_{k}": v for k, v in scalar_metrics(metrics).items() if k != "num_samples"}
-            accelerator.print(format_metrics_table(metrics, f"test split, best checkpoint (epoch {stopper.best_epoch + 1})"))
-            accelerator.log({f"test/{k}": v for k, v in scalar_metrics(metrics).items()}, step=state.global_step)
+            accelerator.print(
+                format_metrics_table(metrics, f"test split, best checkpoint (epoch {stopper.best_epoch + 1})")
+            )
+            accelerator.log(
+                {f"test/{k}": v for k, v in scalar_metrics(metrics).items()}, step=state.global_step
+            )
     if accelerator.is_main_process:
         write_json(out / "summary.json", summary)
         if state.history:
             plot_training_curves(state.history, out / "training_curves.png")
         wb = wandb_run(accelerator)
-        log_images(wb, {"plots/training_curves": out / "training_curves.png", **{f"plots/test_{p.removesuffix('.png')}": out / "eval_test" / p for p in EVAL_PLOTS}})
+        log_images(
+            wb,
+            {
+                "plots/training_curves": out / "training_curves.png",
+                **{f"plots/test_{p.removesuffix('.png')}": out / "eval_test" / p for p in EVAL_PLOTS},
+            },
+        )
         if metrics:
             log_evaluation(wb, metrics, "test")
         if log_args.log_model and (out / "best").is_dir():
-            log_artifact(wb, out / "best", f"{identity['name']}-best", "model", metadata={k: v for k, v in summary.items() if k != "launch"}, aliases=["best"])
+            log_artifact(
+                wb,
+                out / "best",
+                f"{identity['name']}-best",
+                "model",
+                metadata={k: v for k, v in summary.items() if k != "launch"},
+                aliases=["best"],
+            )
         if log_args.push_to_hub:
             folder = export_for_hub(out, out / "hub", log_args.hub_model_id)
-            accelerator.print(f"pushed {folder} to the Hub: {push_folder_to_hub(folder, log_args.hub_model_id, log_args.hub_private)}")
+            accelerator.print(
+                f"pushed {folder} to the Hub: {push_folder_to_hub(folder, log_args.hub_model_id, log_args.hub_private)}"
+            )
     accelerator.end_training()
     return summary
 

@@ -66,10 +66,18 @@ def _upscale_one(args: tuple[str, str, int, int]) -> None:
     w, h = img.size
     big = img.resize((size, round(size * h / w)), Image.BICUBIC)
     noise = np.random.default_rng(seed).integers(-6, 7, (big.size[1], big.size[0], 3), dtype=np.int16)
-    Image.fromarray(np.clip(np.asarray(big, dtype=np.int16) + noise, 0, 255).astype(np.uint8)).save(dst, quality=92)
+    Image.fromarray(np.clip(np.asarray(big, dtype=np.int16) + noise, 0, 255).astype(np.uint8)).save(
+        dst, quality=92
+    )
 
 
-def make_large_jpegs(src_root: str | os.PathLike, dst_root: str | os.PathLike, size: int = 1200, limit_per_class: int | None = None, workers: int | None = None) -> Path:
+def make_large_jpegs(
+    src_root: str | os.PathLike,
+    dst_root: str | os.PathLike,
+    size: int = 1200,
+    limit_per_class: int | None = None,
+    workers: int | None = None,
+) -> Path:
     """Upscale an image folder to ``size`` px JPEGs (with fresh sensor noise), like the Kaggle originals.
 
     Built once (a ``.done`` marker), in parallel over ``workers`` processes (default: all cores).
@@ -80,8 +88,12 @@ def make_large_jpegs(src_root: str | os.PathLike, dst_root: str | os.PathLike, s
     jobs = []
     for cdir in sorted(d for d in src.iterdir() if d.is_dir()):
         (dst / cdir.name).mkdir(parents=True, exist_ok=True)
-        files = sorted(f for f in cdir.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png"))[:limit_per_class]
-        jobs += [(str(f), str(dst / cdir.name / f"{f.stem}.jpg"), size, len(jobs) + i) for i, f in enumerate(files)]
+        files = sorted(f for f in cdir.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png"))[
+            :limit_per_class
+        ]
+        jobs += [
+            (str(f), str(dst / cdir.name / f"{f.stem}.jpg"), size, len(jobs) + i) for i, f in enumerate(files)
+        ]
     with ProcessPoolExecutor(workers or os.cpu_count()) as ex:
         list(ex.map(_upscale_one, jobs, chunksize=16))
     (dst / ".done").write_text("ok")
@@ -91,15 +103,21 @@ def make_large_jpegs(src_root: str | os.PathLike, dst_root: str | os.PathLike, s
 def _tv_transform(cfg: DataConfig, train: bool):
     from torchvision import transforms as T
 
-    interp = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}.get(cfg.interpolation, T.InterpolationMode.BILINEAR)
+    interp = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}.get(
+        cfg.interpolation, T.InterpolationMode.BILINEAR
+    )
     crop = T.RandomCrop(cfg.image_size) if train else T.CenterCrop(cfg.image_size)
-    ops = [T.Resize(cfg.resize_size, interpolation=interp), crop] + ([T.RandomHorizontalFlip()] if train else [])
+    ops = [T.Resize(cfg.resize_size, interpolation=interp), crop] + (
+        [T.RandomHorizontalFlip()] if train else []
+    )
     return T.Compose([*ops, T.ToTensor(), T.Normalize(cfg.mean, cfg.std)])
 
 
 def _decode_share(args: tuple[list[str], dict]) -> int:
     files, cfgd = args
-    t = ImageTransform(DataConfig(**{**cfgd, "mean": tuple(cfgd["mean"]), "std": tuple(cfgd["std"])}), train=True)
+    t = ImageTransform(
+        DataConfig(**{**cfgd, "mean": tuple(cfgd["mean"]), "std": tuple(cfgd["std"])}), train=True
+    )
     for i, f in enumerate(files):
         t._one(f, i)
     return len(files)
@@ -143,8 +161,21 @@ def run_loader_benchmark(
     norm = BatchNormalizer(cfg, dev)
     files = sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     classes = sorted({Path(f).parent.name for f in files})
-    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=classes), "sample_id": datasets.Value("int64")})
-    table = datasets.Dataset.from_dict({"image": files, "label": [classes.index(Path(f).parent.name) for f in files], "sample_id": list(range(len(files)))}, features=feats)
+    feats = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(names=classes),
+            "sample_id": datasets.Value("int64"),
+        }
+    )
+    table = datasets.Dataset.from_dict(
+        {
+            "image": files,
+            "label": [classes.index(Path(f).parent.name) for f in files],
+            "sample_id": list(range(len(files))),
+        },
+        features=feats,
+    )
     max_images = min(max_images, len(files) - batch_size)
     to_dev_float = lambda b: b[0].to(dev, non_blocking=True)  # noqa: E731  (already normalised on CPU)
     to_dev_uint8 = lambda b: norm(b["pixel_values"])  # noqa: E731
@@ -152,17 +183,32 @@ def run_loader_benchmark(
 
     def measure(name: str) -> dict[str, Any]:
         if name == "torchvision_imagefolder":
-            dl = DataLoader(ImageFolder(str(root), transform=_tv_transform(cfg, True)), batch_size, shuffle=True, num_workers=workers)
+            dl = DataLoader(
+                ImageFolder(str(root), transform=_tv_transform(cfg, True)),
+                batch_size,
+                shuffle=True,
+                num_workers=workers,
+            )
             return time_batches(dl, to_dev_float, max_images)
         if name == "hf_imagefolder_plain":
             tv = _tv_transform(cfg, True)
-            hf = table.with_transform(lambda b: {"x": [tv(im.convert("RGB")) for im in b["image"]], "y": b["label"]})
-            dl = DataLoader(hf, batch_size, shuffle=True, num_workers=workers, collate_fn=lambda s: (torch.stack([r["x"] for r in s]), torch.tensor([r["y"] for r in s])))
+            hf = table.with_transform(
+                lambda b: {"x": [tv(im.convert("RGB")) for im in b["image"]], "y": b["label"]}
+            )
+            dl = DataLoader(
+                hf,
+                batch_size,
+                shuffle=True,
+                num_workers=workers,
+                collate_fn=lambda s: (torch.stack([r["x"] for r in s]), torch.tensor([r["y"] for r in s])),
+            )
             return time_batches(dl, to_dev_float, max_images)
         if name in ("skinacc", "skinacc_full_decode", "single_process"):
             ds = set_transforms({"train": table}, cfg, fast_decode=name != "skinacc_full_decode")["train"]
             n_workers = 0 if name == "single_process" else workers
-            dl = build_dataloader(ds, batch_size, train=True, num_workers=n_workers, persistent_workers=False, prefetch_factor=2)
+            dl = build_dataloader(
+                ds, batch_size, train=True, num_workers=n_workers, persistent_workers=False, prefetch_factor=2
+            )
             return time_batches(dl, to_dev_uint8, max_images) | {"workers": n_workers}
         if name == "manual_split":
             chunks = [files[:max_images][i::workers] for i in range(workers)]
@@ -172,17 +218,36 @@ def run_loader_benchmark(
                 t0 = time.perf_counter()
                 n = sum(ex.map(_decode_share, [(c, cfgd) for c in chunks]))
                 dt = time.perf_counter() - t0
-            return {"images": n, "seconds": dt, "images_per_sec": n / dt, "note": "decode+transform only, no batching"}
+            return {
+                "images": n,
+                "seconds": dt,
+                "images_per_sec": n / dt,
+                "note": "decode+transform only, no batching",
+            }
         if name == "preresized_cache":
             if "ds" not in small_cache:  # built once, its cost reported apart
                 import tempfile
 
                 t0 = time.perf_counter()
-                small = preresize({"train": table.add_column("path", files)}, cfg.resize_size, tempfile.mkdtemp(prefix="skinacc-preresize-"), workers)
+                small = preresize(
+                    {"train": table.add_column("path", files)},
+                    cfg.resize_size,
+                    tempfile.mkdtemp(prefix="skinacc-preresize-"),
+                    workers,
+                )
                 small_cache["ds"] = set_transforms(small, cfg)["train"]
                 small_cache["setup_seconds"] = time.perf_counter() - t0
-            dl = build_dataloader(small_cache["ds"], batch_size, train=True, num_workers=workers, persistent_workers=False, prefetch_factor=2)
-            return time_batches(dl, to_dev_uint8, max_images) | {"setup_seconds": small_cache["setup_seconds"]}
+            dl = build_dataloader(
+                small_cache["ds"],
+                batch_size,
+                train=True,
+                num_workers=workers,
+                persistent_workers=False,
+                prefetch_factor=2,
+            )
+            return time_batches(dl, to_dev_uint8, max_images) | {
+                "setup_seconds": small_cache["setup_seconds"]
+            }
         if name == "gpu_decode":
             if not torch.cuda.is_available():
                 return {"skipped": "no CUDA device"}
@@ -206,14 +271,23 @@ def run_loader_benchmark(
         else:
             row |= rows[0]
         results.append(row)
-    base = next((r["images_per_sec"] for r in results if r["strategy"] == "torchvision_imagefolder" and "images_per_sec" in r), None)
+    base = next(
+        (
+            r["images_per_sec"]
+            for r in results
+            if r["strategy"] == "torchvision_imagefolder" and "images_per_sec" in r
+        ),
+        None,
+    )
     for r in results:
         if base and "images_per_sec" in r:
             r["vs_imagefolder"] = r["images_per_sec"] / base
     return results
 
 
-def _gpu_decode(files: list[str], cfg: DataConfig, batch_size: int, max_images: int, norm: BatchNormalizer) -> dict[str, float]:
+def _gpu_decode(
+    files: list[str], cfg: DataConfig, batch_size: int, max_images: int, norm: BatchNormalizer
+) -> dict[str, float]:
     """nvJPEG through torchvision: read bytes on the CPU, decode, resize and crop on the GPU."""
     import torch.nn.functional as F
     from torchvision.io import ImageReadMode, decode_jpeg, read_file
@@ -226,7 +300,12 @@ def _gpu_decode(files: list[str], cfg: DataConfig, batch_size: int, max_images: 
             for im in imgs:
                 h, w = im.shape[-2:]
                 s = cfg.resize_size / min(h, w)
-                im = F.interpolate(im[None].float(), size=(max(cfg.image_size, round(h * s)), max(cfg.image_size, round(w * s))), mode="bilinear", antialias=True)[0]
+                im = F.interpolate(
+                    im[None].float(),
+                    size=(max(cfg.image_size, round(h * s)), max(cfg.image_size, round(w * s))),
+                    mode="bilinear",
+                    antialias=True,
+                )[0]
                 top, left = (im.shape[1] - cfg.image_size) // 2, (im.shape[2] - cfg.image_size) // 2
                 out.append(im[:, top : top + cfg.image_size, left : left + cfg.image_size])
             yield {"pixel_values": torch.stack(out).clamp_(0, 255)}

@@ -41,7 +41,9 @@ class EarlyStopping:
 
     def step(self, value: float, epoch: int) -> bool:
         """Record an epoch's value; return True when it is a new best."""
-        better = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+        better = (
+            value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+        )
         if better:
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
         else:
@@ -51,7 +53,10 @@ class EarlyStopping:
         return better
 
     def state_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("patience", "min_delta", "mode", "best", "best_epoch", "bad_epochs", "should_stop")}
+        return {
+            k: getattr(self, k)
+            for k in ("patience", "min_delta", "mode", "best", "best_epoch", "bad_epochs", "should_stop")
+        }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         for k, v in sd.items():
@@ -62,7 +67,9 @@ def build_plateau_scheduler(
     optimizer: torch.optim.Optimizer, factor: float = 0.5, patience: int = 1, min_lr: float = 0.0
 ) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
     """ReduceLROnPlateau on validation loss, to be stepped once per epoch on every process."""
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=factor, patience=patience, min_lr=min_lr)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=factor, patience=patience, min_lr=min_lr
+    )
 
 
 def current_lr(optimizer: torch.optim.Optimizer) -> float:

@@ -40,7 +40,9 @@ def list_checkpoints(ckpt_dir: str | os.PathLike) -> list[Path]:
     d = Path(ckpt_dir)
     if not d.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _NAME.match(p.name)) and (p / MANIFEST).is_file()]
+    found = [
+        (int(m.group(1)), p) for p in d.iterdir() if (m := _NAME.match(p.name)) and (p / MANIFEST).is_file()
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -88,7 +90,9 @@ def resolve_resume_path(arg: str, ckpt_dir: str | os.PathLike) -> Path:
     return path
 
 
-def save_checkpoint(accelerator, ckpt_dir: str | os.PathLike, global_step: int, manifest: dict[str, Any], keep_last: int) -> Path:
+def save_checkpoint(
+    accelerator, ckpt_dir: str | os.PathLike, global_step: int, manifest: dict[str, Any], keep_last: int
+) -> Path:
     """Save a resumable checkpoint atomically and prune old ones. Call on every process.
 
     Args:
@@ -148,9 +152,13 @@ def load_checkpoint(accelerator, path: str | os.PathLike, expect: dict[str, Any]
         if manifest.get(k) != v
     ]
     if problems:
-        raise CheckpointError(f"cannot resume from {str(path)!r}, it belongs to another run:\n  - " + "\n  - ".join(problems))
+        raise CheckpointError(
+            f"cannot resume from {str(path)!r}, it belongs to another run:\n  - " + "\n  - ".join(problems)
+        )
     try:
         accelerator.load_state(str(path))
     except Exception as e:  # corrupt or truncated files: say which checkpoint, keep the cause
-        raise CheckpointError(f"cannot resume from {str(path)!r}: its files could not be loaded ({type(e).__name__}: {str(e)[:300]})") from e
+        raise CheckpointError(
+            f"cannot resume from {str(path)!r}: its files could not be loaded ({type(e).__name__}: {str(e)[:300]})"
+        ) from e
     return manifest

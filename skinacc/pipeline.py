@@ -58,10 +58,18 @@ class TrainingPieces:
 
 def loader_kwargs(data_args: DataArguments, workers: int, seed: int) -> dict[str, Any]:
     """The ``build_dataloader`` settings of a run (benchmarks building extra loaders use the same)."""
-    return dict(num_workers=workers, pin_memory=data_args.pin_memory, persistent_workers=data_args.persistent_workers, prefetch_factor=data_args.prefetch_factor, seed=seed)
+    return dict(
+        num_workers=workers,
+        pin_memory=data_args.pin_memory,
+        persistent_workers=data_args.persistent_workers,
+        prefetch_factor=data_args.prefetch_factor,
+        seed=seed,
+    )
 
 
-def build_training(accelerator, data_args: DataArguments, model_args: ModelArguments, args: TrainArguments) -> TrainingPieces:
+def build_training(
+    accelerator, data_args: DataArguments, model_args: ModelArguments, args: TrainArguments
+) -> TrainingPieces:
     """Load data, create the model and optimizer, build loaders and prepare them with ``accelerator``.
 
     The main process loads (and, for the synthetic set, generates) the data first; the others then
@@ -71,10 +79,16 @@ def build_training(accelerator, data_args: DataArguments, model_args: ModelArgum
         data = load_skin_dataset(data_args)
     accelerator.print(data.report.summary())
     if accelerator.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: cuDNN picks the fastest convolution kernels
+        torch.backends.cudnn.benchmark = (
+            True  # fixed input sizes: cuDNN picks the fastest convolution kernels
+        )
     model, weights = create_model(model_args, data.num_classes)
-    accelerator.print(f"model {model_args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, weights: {weights.describe()}")
-    data_cfg = resolve_data_config(model, data_args.image_size, data_args.resize_size, data_args.mean, data_args.std)
+    accelerator.print(
+        f"model {model_args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, weights: {weights.describe()}"
+    )
+    data_cfg = resolve_data_config(
+        model, data_args.image_size, data_args.resize_size, data_args.mean, data_args.std
+    )
     if model_args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     workers = default_num_workers(data_args.num_workers, accelerator.num_processes)
@@ -82,7 +96,9 @@ def build_training(accelerator, data_args: DataArguments, model_args: ModelArgum
     if data_args.preresize:
         with accelerator.main_process_first():  # built once by the main process, then read from cache
             source = preresize(source, data_cfg.resize_size, data_args.cache_dir, num_proc=max(1, workers))
-    ds = set_transforms(source, data_cfg, seed=args.seed, hflip=data_args.hflip, fast_decode=data_args.fast_decode)
+    ds = set_transforms(
+        source, data_cfg, seed=args.seed, hflip=data_args.hflip, fast_decode=data_args.fast_decode
+    )
     kw = loader_kwargs(data_args, workers, args.seed)
     eval_bs = args.eval_batch_size or 2 * args.batch_size
     loaders = (
@@ -90,7 +106,14 @@ def build_training(accelerator, data_args: DataArguments, model_args: ModelArgum
         build_dataloader(ds["validation"], eval_bs, train=False, **kw),
         build_dataloader(ds["test"], eval_bs, train=False, **kw),
     )
-    optimizer = build_optimizer(model, args.optimizer, args.lr, args.weight_decay, args.momentum, fused=accelerator.device.type == "cuda")
+    optimizer = build_optimizer(
+        model,
+        args.optimizer,
+        args.lr,
+        args.weight_decay,
+        args.momentum,
+        fused=accelerator.device.type == "cuda",
+    )
     model, optimizer, train_loader, val_loader, test_loader = accelerator.prepare(model, optimizer, *loaders)
     return TrainingPieces(
         data=data,

@@ -50,16 +50,38 @@ def _wrap(names: Sequence[str], width: int = 18, underscores_as_spaces: bool = F
     out = []
     for n in names:
         text = str(n).replace("_", " ") if underscores_as_spaces else str(n)
-        out.append("\n".join(textwrap.wrap(text, width, break_long_words=True, replace_whitespace=False, drop_whitespace=False)) or text)
+        out.append(
+            "\n".join(
+                textwrap.wrap(
+                    text, width, break_long_words=True, replace_whitespace=False, drop_whitespace=False
+                )
+            )
+            or text
+        )
     return out
 
 
-def plot_bars(labels: Sequence[str], values: Sequence[float], title: str, ylabel: str, path: str | os.PathLike, reference: float | None = None, reference_label: str | None = None, annotate: str = "{:.0f}") -> Path:
+def plot_bars(
+    labels: Sequence[str],
+    values: Sequence[float],
+    title: str,
+    ylabel: str,
+    path: str | os.PathLike,
+    reference: float | None = None,
+    reference_label: str | None = None,
+    annotate: str = "{:.0f}",
+) -> Path:
     """A labelled bar chart (optionally with a horizontal reference line)."""
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels) + 2), 4.5))
     bars = ax.bar(range(len(values)), values, color="#4C72B0")
     for b, v in zip(bars, values):
-        ax.annotate(annotate.format(v), (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=8)
+        ax.annotate(
+            annotate.format(v),
+            (b.get_x() + b.get_width() / 2, b.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_xticks(range(len(labels)), _wrap(labels, 14, True), rotation=30, ha="right", fontsize=8)
     if reference is not None:
         ax.axhline(reference, color="#C44E52", ls="--", lw=1, label=reference_label)
@@ -77,11 +99,27 @@ def plot_loader_benchmark(results: Sequence[dict[str, Any]], path: str | os.Path
     fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(strategies) + 2), 4.8))
     width = 0.8 / max(1, len(sets))
     for i, s in enumerate(sets):
-        vals = [next((r.get("images_per_sec", 0.0) for r in results if r["image_set"] == s and r["strategy"] == st), 0.0) for st in strategies]
+        vals = [
+            next(
+                (
+                    r.get("images_per_sec", 0.0)
+                    for r in results
+                    if r["image_set"] == s and r["strategy"] == st
+                ),
+                0.0,
+            )
+            for st in strategies
+        ]
         pos = np.arange(len(strategies)) + (i - (len(sets) - 1) / 2) * width
         bars = ax.bar(pos, vals, width, label=s)
         for b, v in zip(bars, vals):
-            ax.annotate("n/a" if v == 0 else f"{v:.0f}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=7)
+            ax.annotate(
+                "n/a" if v == 0 else f"{v:.0f}",
+                (b.get_x() + b.get_width() / 2, b.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
     ax.set_xticks(range(len(strategies)), _wrap(strategies, 14, True), rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("images / s (decode + transform + normalise)")
     ax.set_title("Data-loading strategies, same files and transforms")
@@ -121,7 +159,9 @@ def _class_fig_size(n: int) -> float:
     return min(max(6.0, 0.45 * n + 3.0), 22.0)
 
 
-def plot_confusion_matrix(cm: Any, class_names: Sequence[str], path: str | os.PathLike, normalize: bool = False) -> Path:
+def plot_confusion_matrix(
+    cm: Any, class_names: Sequence[str], path: str | os.PathLike, normalize: bool = False
+) -> Path:
     """Confusion matrix with class names; ``normalize`` divides each row by its support (recall)."""
     cm = np.asarray(cm, dtype=np.float64)
     n = len(class_names)
@@ -138,14 +178,28 @@ def plot_confusion_matrix(cm: Any, class_names: Sequence[str], path: str | os.Pa
         for i in range(n):
             for j in range(n):
                 txt = f"{data[i, j]:.2f}" if normalize else f"{int(data[i, j])}"
-                ax.text(j, i, txt, ha="center", va="center", fontsize=7, color="white" if data[i, j] > thresh else "black")
+                ax.text(
+                    j,
+                    i,
+                    txt,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if data[i, j] > thresh else "black",
+                )
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title("Confusion matrix" + (" (row-normalised: recall)" if normalize else " (counts)"))
     return save(fig, path)
 
 
-def plot_roc_curves(labels: Any, probs: Any, class_names: Sequence[str], path: str | os.PathLike, aucs: dict[str, Any] | None = None) -> Path:
+def plot_roc_curves(
+    labels: Any,
+    probs: Any,
+    class_names: Sequence[str],
+    path: str | os.PathLike,
+    aucs: dict[str, Any] | None = None,
+) -> Path:
     """One-vs-rest ROC curves: the micro average (bold) and each class."""
     from skinacc.metrics.functional import roc_auc, roc_curve
 
@@ -159,9 +213,17 @@ def plot_roc_curves(labels: Any, probs: Any, class_names: Sequence[str], path: s
         if onehot[:, k].all() or not onehot[:, k].any():
             continue
         fpr, tpr = roc_curve(onehot[:, k], p[:, k])
-        ax.plot(fpr, tpr, lw=1, color=cmap(k % cmap.N), label=f"{class_names[k]} ({roc_auc(onehot[:, k], p[:, k]):.3f})")
+        ax.plot(
+            fpr,
+            tpr,
+            lw=1,
+            color=cmap(k % cmap.N),
+            label=f"{class_names[k]} ({roc_auc(onehot[:, k], p[:, k]):.3f})",
+        )
     fpr, tpr = roc_curve(onehot.ravel(), p.ravel())
-    ax.plot(fpr, tpr, lw=2.5, color="black", label=f"micro average ({roc_auc(onehot.ravel(), p.ravel()):.3f})")
+    ax.plot(
+        fpr, tpr, lw=2.5, color="black", label=f"micro average ({roc_auc(onehot.ravel(), p.ravel()):.3f})"
+    )
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
@@ -218,15 +280,41 @@ def plot_run_comparison(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLi
     out = Path(out_dir)
     made = []
     labels = [r["run"] for r in rows]
-    made.append(plot_bars(labels, [r["test_accuracy"] if r["test_accuracy"] == r["test_accuracy"] else r["best_val_accuracy"] for r in rows], "Accuracy by run (test, else best validation)", "accuracy", out / "accuracy.png", annotate="{:.3f}"))
-    made.append(plot_bars(labels, [r["images_per_sec"] for r in rows], "Training throughput by run", "images / s", out / "throughput.png"))
+    made.append(
+        plot_bars(
+            labels,
+            [
+                r["test_accuracy"] if r["test_accuracy"] == r["test_accuracy"] else r["best_val_accuracy"]
+                for r in rows
+            ],
+            "Accuracy by run (test, else best validation)",
+            "accuracy",
+            out / "accuracy.png",
+            annotate="{:.3f}",
+        )
+    )
+    made.append(
+        plot_bars(
+            labels,
+            [r["images_per_sec"] for r in rows],
+            "Training throughput by run",
+            "images / s",
+            out / "throughput.png",
+        )
+    )
     made += plot_scaling(rows, out)
     groups = sorted({r["precision"] for r in rows})
     if len(groups) > 1:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-        for ax, key, title in ((axes[0], "images_per_sec", "Throughput by precision"), (axes[1], "peak_mem_mb", "Peak memory by precision")):
+        for ax, key, title in (
+            (axes[0], "images_per_sec", "Throughput by precision"),
+            (axes[1], "peak_mem_mb", "Peak memory by precision"),
+        ):
             for n in sorted({r["processes"] for r in rows}):
-                vals = [next((r[key] for r in rows if r["precision"] == g and r["processes"] == n), 0.0) for g in groups]
+                vals = [
+                    next((r[key] for r in rows if r["precision"] == g and r["processes"] == n), 0.0)
+                    for g in groups
+                ]
                 ax.plot(groups, vals, "o-", label=f"{n} process(es)")
             ax.set_title(title)
             ax.set_ylabel("images / s" if key == "images_per_sec" else "MB")
@@ -236,12 +324,16 @@ def plot_run_comparison(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLi
     return made
 
 
-def plot_scaling(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike, key: str = "images_per_sec") -> list[Path]:
+def plot_scaling(
+    rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike, key: str = "images_per_sec"
+) -> list[Path]:
     """Speed-up and scaling efficiency vs number of processes, one line per (model, precision)."""
     out = Path(out_dir)
     series: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        series.setdefault(f"{r.get('model')} {r.get('precision')}" + (" compiled" if r.get("compile") else ""), []).append(r)
+        series.setdefault(
+            f"{r.get('model')} {r.get('precision')}" + (" compiled" if r.get("compile") else ""), []
+        ).append(r)
     if not any(len({r["processes"] for r in s}) > 1 for s in series.values()):
         return []
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -268,13 +360,17 @@ def plot_scaling(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike, key
     return [save(fig, out / "scaling.png")]
 
 
-def _hbar(ax, names: Sequence[str], values: Sequence[float], xlabel: str, title: str, fmt: str = "{:.1f}") -> None:
+def _hbar(
+    ax, names: Sequence[str], values: Sequence[float], xlabel: str, title: str, fmt: str = "{:.1f}"
+) -> None:
     y = np.arange(len(names))[::-1]
     ax.barh(y, values, color="#4C72B0")
     short = [n if len(n) <= 60 else n[:57] + "..." for n in names]
     ax.set_yticks(y, short, fontsize=7)
     for yi, v in zip(y, values):
-        ax.annotate(fmt.format(v), (v, yi), xytext=(2, 0), textcoords="offset points", va="center", fontsize=6)
+        ax.annotate(
+            fmt.format(v), (v, yi), xytext=(2, 0), textcoords="offset points", va="center", fontsize=6
+        )
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
@@ -286,19 +382,40 @@ def plot_profile(summary: dict[str, Any], out_dir: str | os.PathLike, top: int =
     dev = summary["device"]
     unit = "kernels" if dev == "cuda" else "operators (CPU: no kernels)"
     made = []
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(15, max(4.5, 0.28 * top + 1.5)), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (a1, a2) = plt.subplots(
+        1, 2, figsize=(15, max(4.5, 0.28 * top + 1.5)), gridspec_kw={"width_ratios": [3, 2]}
+    )
     ops = summary["operators"][:top]
-    _hbar(a1, [o["name"] for o in ops], [o["self_ms"] for o in ops], f"self time (ms, {dev}) over {summary['steps']} steps", "Top operators by self time")
+    _hbar(
+        a1,
+        [o["name"] for o in ops],
+        [o["self_ms"] for o in ops],
+        f"self time (ms, {dev}) over {summary['steps']} steps",
+        "Top operators by self time",
+    )
     cats = summary["categories"]
     _hbar(a2, list(cats), list(cats.values()), "time (ms)", "Time by category")
     made.append(save(fig, out / "operator_time.png"))
     fig, ax = plt.subplots(figsize=(10, max(4.5, 0.28 * top + 1.5)))
     ks = summary["kernels_by_launches"][:top]
-    _hbar(ax, [k["name"] for k in ks], [k["launches"] for k in ks], "launches", f"Launch counts, top {unit}", "{:.0f}")
+    _hbar(
+        ax,
+        [k["name"] for k in ks],
+        [k["launches"] for k in ks],
+        "launches",
+        f"Launch counts, top {unit}",
+        "{:.0f}",
+    )
     made.append(save(fig, out / "kernel_launches.png"))
     fig, ax = plt.subplots(figsize=(10, max(4.5, 0.28 * top + 1.5)))
     ks = summary["kernels"][:top]
-    _hbar(ax, [k["name"] for k in ks], [k["mean_us"] for k in ks], "mean duration (µs)", f"Average duration, {unit} with the most total time")
+    _hbar(
+        ax,
+        [k["name"] for k in ks],
+        [k["mean_us"] for k in ks],
+        "mean duration (µs)",
+        f"Average duration, {unit} with the most total time",
+    )
     made.append(save(fig, out / "kernel_mean_duration.png"))
     return made
 
@@ -319,15 +436,26 @@ def plot_throughput_benchmark(rows: Sequence[dict[str, Any]], out_dir: str | os.
 
     groups = list(dict.fromkeys(label(r) for r in base))
     precs = [p for p in ("fp32", "fp16", "bf16") if any(r["precision"] == p for r in base)]
-    for key, ylabel, name, title in (("images_per_sec", "images / s", "throughput_by_precision.png", "Throughput by precision"), ("peak_mem_mb", "peak memory (MB)", "memory_by_precision.png", "Peak memory by precision")):
+    for key, ylabel, name, title in (
+        ("images_per_sec", "images / s", "throughput_by_precision.png", "Throughput by precision"),
+        ("peak_mem_mb", "peak memory (MB)", "memory_by_precision.png", "Peak memory by precision"),
+    ):
         fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(groups) + 2), 4.8))
         width = 0.8 / max(1, len(precs))
         for i, prec in enumerate(precs):
-            vals = [next((r[key] for r in base if label(r) == g and r["precision"] == prec), 0.0) for g in groups]
+            vals = [
+                next((r[key] for r in base if label(r) == g and r["precision"] == prec), 0.0) for g in groups
+            ]
             pos = np.arange(len(groups)) + (i - (len(precs) - 1) / 2) * width
             bars = ax.bar(pos, vals, width, label=prec)
             for b, v in zip(bars, vals):
-                ax.annotate(f"{v:.0f}" if v else "n/a", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=6)
+                ax.annotate(
+                    f"{v:.0f}" if v else "n/a",
+                    (b.get_x() + b.get_width() / 2, b.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                )
         ax.set_xticks(range(len(groups)), _wrap(groups, 16), rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(ylabel)
         ax.set_title(f"{title} ({base[0]['model']}, {n_min} process(es), {base[0].get('device', '')})")

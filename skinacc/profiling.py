@@ -63,17 +63,36 @@ def summarize_profile(prof, steps: int, top: int = 25) -> dict[str, Any]:
     ops = []
     for e in avgs:
         self_us = _device_time(e) if on_device else float(e.self_cpu_time_total)
-        ops.append({
-            "name": e.key,
-            "calls": int(e.count),
-            "self_ms": self_us / 1000.0,
-            "total_ms": (float(getattr(e, "device_time_total", 0) or getattr(e, "cuda_time_total", 0) or 0) if on_device else float(e.cpu_time_total)) / 1000.0,
-            "cpu_self_ms": float(e.self_cpu_time_total) / 1000.0,
-            "category": categorize(e.key),
-            "self_memory_mb": float(getattr(e, "self_device_memory_usage", 0) if on_device else getattr(e, "self_cpu_memory_usage", 0)) / 2**20,
-        })
+        ops.append(
+            {
+                "name": e.key,
+                "calls": int(e.count),
+                "self_ms": self_us / 1000.0,
+                "total_ms": (
+                    float(getattr(e, "device_time_total", 0) or getattr(e, "cuda_time_total", 0) or 0)
+                    if on_device
+                    else float(e.cpu_time_total)
+                )
+                / 1000.0,
+                "cpu_self_ms": float(e.self_cpu_time_total) / 1000.0,
+                "category": categorize(e.key),
+                "self_memory_mb": float(
+                    getattr(e, "self_device_memory_usage", 0)
+                    if on_device
+                    else getattr(e, "self_cpu_memory_usage", 0)
+                )
+                / 2**20,
+            }
+        )
     # skinacc's record_function ranges wrap others; keep them out of the self-time tables.
-    ranges = {o["name"]: {"calls": o["calls"], "total_ms": float(next(e.cpu_time_total for e in avgs if e.key == o["name"])) / 1000.0} for o in ops if o["name"].startswith("skinacc/")}
+    ranges = {
+        o["name"]: {
+            "calls": o["calls"],
+            "total_ms": float(next(e.cpu_time_total for e in avgs if e.key == o["name"])) / 1000.0,
+        }
+        for o in ops
+        if o["name"].startswith("skinacc/")
+    }
     leaf = [o for o in ops if not o["name"].startswith(("skinacc/", "ProfilerStep"))]
     by_self = sorted(leaf, key=lambda o: -o["self_ms"])
     cats: dict[str, float] = defaultdict(float)
@@ -88,12 +107,30 @@ def summarize_profile(prof, steps: int, top: int = 25) -> dict[str, Any]:
             if str(getattr(ev, "device_type", "")).endswith("CUDA") and getattr(ev, "device_time", 0):
                 stats[ev.name].append(float(ev.device_time))
         kernels = sorted(
-            ({"name": k, "launches": len(v), "mean_us": sum(v) / len(v), "total_ms": sum(v) / 1000.0, "category": categorize(k)} for k, v in stats.items()),
+            (
+                {
+                    "name": k,
+                    "launches": len(v),
+                    "mean_us": sum(v) / len(v),
+                    "total_ms": sum(v) / 1000.0,
+                    "category": categorize(k),
+                }
+                for k, v in stats.items()
+            ),
             key=lambda r: -r["total_ms"],
         )
     else:
         kernels = sorted(
-            ({"name": o["name"], "launches": o["calls"], "mean_us": 1000.0 * o["self_ms"] / max(o["calls"], 1), "total_ms": o["self_ms"], "category": o["category"]} for o in leaf),
+            (
+                {
+                    "name": o["name"],
+                    "launches": o["calls"],
+                    "mean_us": 1000.0 * o["self_ms"] / max(o["calls"], 1),
+                    "total_ms": o["self_ms"],
+                    "category": o["category"],
+                }
+                for o in leaf
+            ),
             key=lambda r: -r["total_ms"],
         )
     all_reduce = sum(o["self_ms"] for o in leaf if o["category"] == "all-reduce")
@@ -111,5 +148,12 @@ def summarize_profile(prof, steps: int, top: int = 25) -> dict[str, Any]:
         "kernels_by_launches": sorted(kernels, key=lambda r: -r["launches"])[:top],
         "ranges": ranges,
         "all_reduce_ms": all_reduce,
-        "memory": sorted(({"name": o["name"], "self_memory_mb": o["self_memory_mb"]} for o in leaf if o["self_memory_mb"] > 0), key=lambda r: -r["self_memory_mb"])[:top],
+        "memory": sorted(
+            (
+                {"name": o["name"], "self_memory_mb": o["self_memory_mb"]}
+                for o in leaf
+                if o["self_memory_mb"] > 0
+            ),
+            key=lambda r: -r["self_memory_mb"],
+        )[:top],
     }

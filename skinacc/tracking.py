@@ -45,7 +45,11 @@ def launch_info(accelerator) -> dict[str, Any]:
     device = accelerator.device
     return {
         "num_processes": accelerator.num_processes,
-        "distributed_type": str(accelerator.distributed_type.value if hasattr(accelerator.distributed_type, "value") else accelerator.distributed_type),
+        "distributed_type": str(
+            accelerator.distributed_type.value
+            if hasattr(accelerator.distributed_type, "value")
+            else accelerator.distributed_type
+        ),
         "mixed_precision": accelerator.mixed_precision,
         "dynamo_backend": str(backend or "no").lower(),
         "device": device.type,
@@ -54,7 +58,9 @@ def launch_info(accelerator) -> dict[str, Any]:
     }
 
 
-def run_identity(model: str, launch: dict[str, Any], data_source: str, channels_last: bool = False) -> dict[str, Any]:
+def run_identity(
+    model: str, launch: dict[str, Any], data_source: str, channels_last: bool = False
+) -> dict[str, Any]:
     """Name, group and tags derived from what varies between runs, so W&B can compare them side by side."""
     prec = launch["mixed_precision"] if launch["mixed_precision"] != "no" else "fp32"
     compiled = launch["dynamo_backend"] not in ("no", "none")
@@ -78,7 +84,9 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     return path
 
 
-def write_rows(path: str | os.PathLike, rows: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> None:
+def write_rows(
+    path: str | os.PathLike, rows: list[dict[str, Any]], meta: dict[str, Any] | None = None
+) -> None:
     """Write result rows as ``<path>.csv`` (union of keys as columns) and ``<path>.json`` (with ``meta``), atomically."""
     path = Path(path)
     write_json(path.with_suffix(".json"), rows if meta is None else {"meta": meta, "results": rows})
@@ -136,7 +144,9 @@ def prepare_wandb(report_to: str) -> str | None:
     if os.environ.get("WANDB_API_KEY") or _netrc_has_wandb():
         return "online"
     os.environ["WANDB_MODE"] = "offline"
-    logger.warning("W&B: no API key found and WANDB_MODE is not set, so this run logs OFFLINE (upload it later with `wandb sync <run dir>/wandb/offline-run-*`)")
+    logger.warning(
+        "W&B: no API key found and WANDB_MODE is not set, so this run logs OFFLINE (upload it later with `wandb sync <run dir>/wandb/offline-run-*`)"
+    )
     return "offline"
 
 
@@ -179,7 +189,14 @@ def log_evaluation(run, metrics: dict[str, Any], prefix: str, step: int | None =
             run.summary[f"{prefix}/{k}"] = v
 
 
-def log_artifact(run, path: str | os.PathLike | list, name: str, type_: str, metadata: dict[str, Any] | None = None, aliases: list[str] | None = None) -> None:
+def log_artifact(
+    run,
+    path: str | os.PathLike | list,
+    name: str,
+    type_: str,
+    metadata: dict[str, Any] | None = None,
+    aliases: list[str] | None = None,
+) -> None:
     """Log a folder, a file or a list of files as a W&B artifact (the best model as ``type_='model'``,
     profiler traces as ``profile``)."""
     if run is None:
@@ -249,7 +266,14 @@ def read_offline_run(path: str | os.PathLike) -> dict[str, Any]:
         if not found:
             raise FileNotFoundError(f"no run-*.wandb file under {p}")
         p = found[-1]
-    run: dict[str, Any] = {"file": str(p), "config": {}, "history": [], "summary": {}, "artifacts": [], "files": []}
+    run: dict[str, Any] = {
+        "file": str(p),
+        "config": {},
+        "history": [],
+        "summary": {},
+        "artifacts": [],
+        "files": [],
+    }
 
     def rows(items) -> dict[str, Any]:
         """Items to a dict; media (images, tables) arrive as nested keys and become nested dicts."""
@@ -268,7 +292,14 @@ def read_offline_run(path: str | os.PathLike) -> dict[str, Any]:
         kind = rec.WhichOneof("record_type")
         if kind == "run":
             r = rec.run
-            run |= {"id": r.run_id, "name": r.display_name, "group": r.run_group, "tags": list(r.tags), "project": r.project, "job_type": r.job_type}
+            run |= {
+                "id": r.run_id,
+                "name": r.display_name,
+                "group": r.run_group,
+                "tags": list(r.tags),
+                "project": r.project,
+                "job_type": r.job_type,
+            }
             run["config"].update(rows(r.config.update))
         elif kind == "config":
             run["config"].update(rows(rec.config.update))
@@ -278,7 +309,15 @@ def read_offline_run(path: str | os.PathLike) -> dict[str, Any]:
             run["summary"].update(rows(rec.summary.update))
         elif kind == "artifact":
             a = rec.artifact
-            run["artifacts"].append({"name": a.name, "type": a.type, "metadata": json.loads(a.metadata or "{}"), "aliases": list(a.aliases), "files": [e.path for e in a.manifest.contents]})
+            run["artifacts"].append(
+                {
+                    "name": a.name,
+                    "type": a.type,
+                    "metadata": json.loads(a.metadata or "{}"),
+                    "aliases": list(a.aliases),
+                    "files": [e.path for e in a.manifest.contents],
+                }
+            )
         elif kind == "files":
             run["files"] += [f.path for f in rec.files.files]
     run["config"].pop("_wandb", None)
@@ -315,7 +354,11 @@ def run_record(source: str) -> dict[str, Any]:
     elif p.exists():
         off = read_offline_run(p)
         cfg = off["config"]
-        hist = [{k.removeprefix("epoch/"): v for k, v in row.items()} for row in off["history"] if "epoch/images_per_sec" in row]
+        hist = [
+            {k.removeprefix("epoch/"): v for k, v in row.items()}
+            for row in off["history"]
+            if "epoch/images_per_sec" in row
+        ]
         summary = {k.replace("/", "_"): v for k, v in off["summary"].items()}
         launch, name = cfg.get("launch", {}), off.get("name") or p.name
         model, batch = cfg.get("model", {}).get("model"), cfg.get("train", {}).get("batch_size")
@@ -324,12 +367,18 @@ def run_record(source: str) -> dict[str, Any]:
 
         r = wandb.Api().run(source)
         cfg = dict(r.config)
-        hist = [{k.removeprefix("epoch/"): v for k, v in row.items()} for row in r.scan_history() if "epoch/images_per_sec" in row]
+        hist = [
+            {k.removeprefix("epoch/"): v for k, v in row.items()}
+            for row in r.scan_history()
+            if "epoch/images_per_sec" in row
+        ]
         summary = {k.replace("/", "_"): v for k, v in dict(r.summary).items()}
         launch, name = cfg.get("launch", {}), r.name
         model, batch = cfg.get("model", {}).get("model"), cfg.get("train", {}).get("batch_size")
     else:
-        raise FileNotFoundError(f"{source!r}: not a skinacc output dir, an offline W&B run dir, or an entity/project/run_id path")
+        raise FileNotFoundError(
+            f"{source!r}: not a skinacc output dir, an offline W&B run dir, or an entity/project/run_id path"
+        )
     prec = launch.get("mixed_precision", "no")
     return {
         "run": name,
@@ -344,13 +393,17 @@ def run_record(source: str) -> dict[str, Any]:
         "peak_mem_mb": max((float(r.get("peak_mem_mb", 0)) for r in hist), default=float("nan")),
         "data_wait_pct": _steady([float(r.get("data_wait_pct", float("nan"))) for r in hist]),
         "best_val_loss": min((float(r["val_loss"]) for r in hist if "val_loss" in r), default=float("nan")),
-        "best_val_accuracy": max((float(r["val_accuracy"]) for r in hist if "val_accuracy" in r), default=float("nan")),
+        "best_val_accuracy": max(
+            (float(r["val_accuracy"]) for r in hist if "val_accuracy" in r), default=float("nan")
+        ),
         "test_accuracy": float(summary.get("test_accuracy", float("nan"))),
         "test_balanced_accuracy": float(summary.get("test_balanced_accuracy", float("nan"))),
     }
 
 
-def compare_records(rows: list[dict[str, Any]], variant: tuple[str, ...] = ("model", "precision", "compile")) -> list[dict[str, Any]]:
+def compare_records(
+    rows: list[dict[str, Any]], variant: tuple[str, ...] = ("model", "precision", "compile")
+) -> list[dict[str, Any]]:
     """Add speed-up and scaling efficiency vs the fewest-process row of the same ``variant``, and
     throughput/memory relative to the fp32 row of the same variant and process count.
 
@@ -358,6 +411,7 @@ def compare_records(rows: list[dict[str, Any]], variant: tuple[str, ...] = ("mod
     ``recipes/compare_runs.py`` (runs) and ``recipes/benchmark_throughput.py`` (benchmark variants,
     with mode, layout and batch size in ``variant``).
     """
+
     def nan_div(a: float, b: float) -> float:
         return a / b if b else float("nan")
 
@@ -367,14 +421,23 @@ def compare_records(rows: list[dict[str, Any]], variant: tuple[str, ...] = ("mod
         base = min(same, key=lambda q: q["processes"])
         r["speedup"] = nan_div(r["images_per_sec"], base["images_per_sec"])
         r["scaling_efficiency"] = r["speedup"] * base["processes"] / r["processes"]
-        fp32 = [q for q in measured if q["precision"] == "fp32" and q["processes"] == r["processes"] and all(q.get(k) == r.get(k) for k in variant if k != "precision")]
-        r["throughput_vs_fp32"] = nan_div(r["images_per_sec"], fp32[0]["images_per_sec"]) if fp32 else float("nan")
+        fp32 = [
+            q
+            for q in measured
+            if q["precision"] == "fp32"
+            and q["processes"] == r["processes"]
+            and all(q.get(k) == r.get(k) for k in variant if k != "precision")
+        ]
+        r["throughput_vs_fp32"] = (
+            nan_div(r["images_per_sec"], fp32[0]["images_per_sec"]) if fp32 else float("nan")
+        )
         r["memory_vs_fp32"] = nan_div(r["peak_mem_mb"], fp32[0]["peak_mem_mb"]) if fp32 else float("nan")
     return rows
 
 
 def records_markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """A Markdown table of ``rows``."""
+
     def fmt(v: Any) -> str:
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
@@ -383,7 +446,15 @@ def records_markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def log_results_run(report_to: str, project: str, job_type: str, rows: list[dict[str, Any]], images: list[str | os.PathLike], config: dict[str, Any], out_dir: str | os.PathLike) -> None:
+def log_results_run(
+    report_to: str,
+    project: str,
+    job_type: str,
+    rows: list[dict[str, Any]],
+    images: list[str | os.PathLike],
+    config: dict[str, Any],
+    out_dir: str | os.PathLike,
+) -> None:
     """Log a benchmark's rows (as a table) and plots (as images) as one W&B run of ``job_type``.
 
     Benchmarks run outside a training loop (and the scaling driver outside any accelerate launch), so
@@ -394,8 +465,21 @@ def log_results_run(report_to: str, project: str, job_type: str, rows: list[dict
     import wandb
 
     prepare_wandb(report_to)
-    run = wandb.init(project=project, job_type=job_type, config=config, dir=str(out_dir), reinit="finish_previous")
+    run = wandb.init(
+        project=project, job_type=job_type, config=config, dir=str(out_dir), reinit="finish_previous"
+    )
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    table = wandb.Table(columns=cols, data=[[json.dumps(r.get(c)) if isinstance(r.get(c), list | dict) else r.get(c) for c in cols] for r in rows])
-    run.log({f"{job_type}/results": table, **{f"{job_type}/{Path(p).stem}": wandb.Image(str(p)) for p in images if Path(p).is_file()}})
+    table = wandb.Table(
+        columns=cols,
+        data=[
+            [json.dumps(r.get(c)) if isinstance(r.get(c), list | dict) else r.get(c) for c in cols]
+            for r in rows
+        ],
+    )
+    run.log(
+        {
+            f"{job_type}/results": table,
+            **{f"{job_type}/{Path(p).stem}": wandb.Image(str(p)) for p in images if Path(p).is_file()},
+        }
+    )
     run.finish()

@@ -28,9 +28,33 @@ def _run(script: str, args: list[str]):
 
 
 def test_benchmark_dataloading_tiny(tmp_path):
-    root = generate_synthetic_dataset(SyntheticSpec(num_classes=3, images_per_class=24, image_size=96), tmp_path / "c")
+    root = generate_synthetic_dataset(
+        SyntheticSpec(num_classes=3, images_per_class=24, image_size=96), tmp_path / "c"
+    )
     out = tmp_path / "bench"
-    _run("benchmark_dataloading.py", ["--data_dir", str(root), "--output_dir", str(out), "--large_size", "400", "--large_per_class", "24", "--batch_size", "8", "--max_images", "24", "--image_size", "64", "--repeats", "1", "--report_to", "wandb"])
+    _run(
+        "benchmark_dataloading.py",
+        [
+            "--data_dir",
+            str(root),
+            "--output_dir",
+            str(out),
+            "--large_size",
+            "400",
+            "--large_per_class",
+            "24",
+            "--batch_size",
+            "8",
+            "--max_images",
+            "24",
+            "--image_size",
+            "64",
+            "--repeats",
+            "1",
+            "--report_to",
+            "wandb",
+        ],
+    )
     data = json.loads((out / "loading.json").read_text())
     rows = {(r["image_set"], r["strategy"]): r for r in data["results"]}
     for s in ("torchvision_imagefolder", "skinacc", "preresized_cache", "manual_split", "single_process"):
@@ -42,14 +66,51 @@ def test_benchmark_dataloading_tiny(tmp_path):
     from skinacc.tracking import read_offline_run
 
     logged = read_offline_run(out / "wandb")
-    assert logged["job_type"] == "benchmark_dataloading" and "benchmark_dataloading/results" in logged["summary"]
+    assert (
+        logged["job_type"] == "benchmark_dataloading" and "benchmark_dataloading/results" in logged["summary"]
+    )
 
 
 def test_benchmark_throughput_scaling_tiny(tmp_path):
     """Driver mode on CPU: 1 and 2 gloo processes, fp32/bf16, channels-last on/off, train/infer, and end-to-end JPEG."""
-    root = generate_synthetic_dataset(SyntheticSpec(num_classes=3, images_per_class=30, image_size=96), tmp_path / "c")
+    root = generate_synthetic_dataset(
+        SyntheticSpec(num_classes=3, images_per_class=30, image_size=96), tmp_path / "c"
+    )
     out = tmp_path / "tp"
-    _run("benchmark_throughput.py", ["--launch_processes", "1", "2", "--launch_config", "accelerate_configs/cpu_2proc.yaml", "--launch_cpu", "--model", "test_efficientnet", "--num_classes", "3", "--image_size", "48", "--batch_sizes", "4", "--precisions", "fp32", "bf16", "--steps", "2", "--warmup", "1", "--e2e_data_dir", str(root), "--e2e_batches", "3", "--e2e_workers", "1", "--output_dir", str(out)])
+    _run(
+        "benchmark_throughput.py",
+        [
+            "--launch_processes",
+            "1",
+            "2",
+            "--launch_config",
+            "accelerate_configs/cpu_2proc.yaml",
+            "--launch_cpu",
+            "--model",
+            "test_efficientnet",
+            "--num_classes",
+            "3",
+            "--image_size",
+            "48",
+            "--batch_sizes",
+            "4",
+            "--precisions",
+            "fp32",
+            "bf16",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--e2e_data_dir",
+            str(root),
+            "--e2e_batches",
+            "3",
+            "--e2e_workers",
+            "1",
+            "--output_dir",
+            str(out),
+        ],
+    )
     data = json.loads((out / "throughput.json").read_text())
     rows = data["results"]
     assert {r["processes"] for r in rows} == {1, 2}
@@ -73,7 +134,23 @@ def test_profile_recipe_two_processes(tmp_path):
     from .conftest import TINY, run_two_process
 
     out = tmp_path / "prof"
-    proc = run_two_process("profile_training.py", [*TINY, "--profile_dir", str(out), "--warmup_steps", "1", "--profile_steps", "2", "--batch_size", "8", "--report_to", "wandb"], env={"WANDB_MODE": "offline"})
+    proc = run_two_process(
+        "profile_training.py",
+        [
+            *TINY,
+            "--profile_dir",
+            str(out),
+            "--warmup_steps",
+            "1",
+            "--profile_steps",
+            "2",
+            "--batch_size",
+            "8",
+            "--report_to",
+            "wandb",
+        ],
+        env={"WANDB_MODE": "offline"},
+    )
     assert "launches/step" in proc.stdout
     s = json.loads((out / "summary.json").read_text())
     assert s["launch"]["num_processes"] == 2 and s["steps"] == 2
@@ -89,7 +166,9 @@ def test_profile_recipe_two_processes(tmp_path):
 
     logged = read_offline_run(out / "wandb")
     traces = [a for a in logged["artifacts"] if a["type"] == "profile"]
-    assert traces and {"profile_0.json", "profile_1.json", "summary.json"} <= set(traces[0]["files"]), "traces logged as a W&B artifact"
+    assert traces and {"profile_0.json", "profile_1.json", "summary.json"} <= set(traces[0]["files"]), (
+        "traces logged as a W&B artifact"
+    )
 
 
 def test_gpu_check_script_smoke(tmp_path):
@@ -100,19 +179,55 @@ def test_gpu_check_script_smoke(tmp_path):
     import sys
     import tarfile
 
-    env = {**os.environ, "SMOKE": "1", "OUT": str(tmp_path / "out"), "PACK": str(tmp_path / "pack"), "SKINACC_CACHE": str(tmp_path / "cache"), "PY": sys.executable, "BUDGET_S": "900"}
-    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh")], env=env, capture_output=True, text=True, timeout=1200)
+    env = {
+        **os.environ,
+        "SMOKE": "1",
+        "OUT": str(tmp_path / "out"),
+        "PACK": str(tmp_path / "pack"),
+        "SKINACC_CACHE": str(tmp_path / "cache"),
+        "PY": sys.executable,
+        "BUDGET_S": "900",
+    }
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     steps = [ln.split("\t") for ln in (tmp_path / "out" / "steps.tsv").read_text().splitlines()]
-    assert [s[0] for s in steps] == ["jpegs", "e2e_bf16", "compute", "profile", "loading", "compile", "e2e_fp16", "e2e_preresized", "train_bf16", "train_fp16"]
+    assert [s[0] for s in steps] == [
+        "jpegs",
+        "e2e_bf16",
+        "compute",
+        "profile",
+        "loading",
+        "compile",
+        "e2e_fp16",
+        "e2e_preresized",
+        "train_bf16",
+        "train_fp16",
+    ]
     assert all(s[1] == "0" for s in steps), steps
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "not measured" not in summary, summary
-    for needle in ("| training, end to end from the large JPEGs, bf16", "| inference end to end from JPEGs, bf16", "| data wait", "recipes/train.py", "| convolution |", "| large | skinacc |"):
+    for needle in (
+        "| training, end to end from the large JPEGs, bf16",
+        "| inference end to end from JPEGs, bf16",
+        "| data wait",
+        "recipes/train.py",
+        "| convolution |",
+        "| large | skinacc |",
+    ):
         assert needle in summary, needle
     with tarfile.open(tmp_path / "pack" / "gpu_check.tgz") as tar:
         names = tar.getnames()
-    assert "./summary.md" in names and "./e2e_bf16/throughput.json" in names and not any(n.endswith(".safetensors") for n in names)
+    assert (
+        "./summary.md" in names
+        and "./e2e_bf16/throughput.json" in names
+        and not any(n.endswith(".safetensors") for n in names)
+    )
 
 
 def test_gpu_check_summary_marks_missing_steps(tmp_path):
@@ -121,16 +236,73 @@ def test_gpu_check_summary_marks_missing_steps(tmp_path):
     import sys
 
     (tmp_path / "steps.tsv").write_text("jpegs\t0\t5\ne2e_bf16\t124\t120\ncompute\tskipped\t0\n")
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "summarize_gpu_check.py"), str(tmp_path)], capture_output=True, text=True, check=True).stdout
-    assert "not measured (step `e2e_bf16`: exit 124)" in out and "step `compute`: skipped, no budget left" in out
-    targets = [ln.split(" | ") for ln in out.splitlines() if ln.startswith(("| training", "| AMP", "| inference", "| data wait"))]
-    assert len(targets) == 9 and all(t[1].startswith("not measured") and t[2].rstrip(" |") == "-" for t in targets), targets
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "summarize_gpu_check.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert (
+        "not measured (step `e2e_bf16`: exit 124)" in out and "step `compute`: skipped, no budget left" in out
+    )
+    targets = [
+        ln.split(" | ")
+        for ln in out.splitlines()
+        if ln.startswith(("| training", "| AMP", "| inference", "| data wait"))
+    ]
+    assert len(targets) == 9 and all(
+        t[1].startswith("not measured") and t[2].rstrip(" |") == "-" for t in targets
+    ), targets
     # A compute sweep stopped at its limit leaves throughput_1proc.json (written after every variant): used.
     (tmp_path / "throughput").mkdir()
-    rows = [{"mode": "train", "precision": p, "channels_last": True, "compile": False, "batch_size": 256, "processes": 1, "images_per_sec": v, "peak_mem_mb": 1.0} for p, v in (("fp32", 1000.0), ("bf16", 2100.0))]
-    (tmp_path / "throughput" / "throughput_1proc.json").write_text(json.dumps({"meta": {}, "results": [*rows, {"mode": "train", "precision": "fp16", "channels_last": True, "compile": False, "batch_size": 256, "error": "OutOfMemoryError: ..."}]}))
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "summarize_gpu_check.py"), str(tmp_path)], capture_output=True, text=True, check=True).stdout
-    assert "| AMP bf16 vs FP32 training (batch 256, best layout), >= 1.8x | 2.10x (step `compute`: skipped, no budget left) | yes |" in out
-    assert "| AMP fp16 vs FP32 training (batch 256, best layout), >= 1.8x | not measured" in out and "OutOfMemoryError" in out
-    bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "summarize_gpu_check.py"), str(tmp_path / "nope")], capture_output=True, text=True)
+    rows = [
+        {
+            "mode": "train",
+            "precision": p,
+            "channels_last": True,
+            "compile": False,
+            "batch_size": 256,
+            "processes": 1,
+            "images_per_sec": v,
+            "peak_mem_mb": 1.0,
+        }
+        for p, v in (("fp32", 1000.0), ("bf16", 2100.0))
+    ]
+    (tmp_path / "throughput" / "throughput_1proc.json").write_text(
+        json.dumps(
+            {
+                "meta": {},
+                "results": [
+                    *rows,
+                    {
+                        "mode": "train",
+                        "precision": "fp16",
+                        "channels_last": True,
+                        "compile": False,
+                        "batch_size": 256,
+                        "error": "OutOfMemoryError: ...",
+                    },
+                ],
+            }
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "summarize_gpu_check.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert (
+        "| AMP bf16 vs FP32 training (batch 256, best layout), >= 1.8x | 2.10x (step `compute`: skipped, no budget left) | yes |"
+        in out
+    )
+    assert (
+        "| AMP fp16 vs FP32 training (batch 256, best layout), >= 1.8x | not measured" in out
+        and "OutOfMemoryError" in out
+    )
+    bad = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "summarize_gpu_check.py"), str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and "OUTPUT_DIR_OF_GPU_CHECK" in bad.stderr

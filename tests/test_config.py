@@ -29,7 +29,11 @@ def test_defaults_follow_the_seed():
 
 def test_all_problems_reported_at_once():
     with pytest.raises(ConfigError) as e:
-        validate(DataArguments(test_size=1.5, num_workers=-1), ModelArguments(model="nope_net"), TrainArguments(lr=0, batch_size=0))
+        validate(
+            DataArguments(test_size=1.5, num_workers=-1),
+            ModelArguments(model="nope_net"),
+            TrainArguments(lr=0, batch_size=0),
+        )
     msg = str(e.value)
     for flag in ("--test_size=1.5", "--num_workers=-1", "--model='nope_net'", "--lr=0", "--batch_size=0"):
         assert flag in msg
@@ -82,7 +86,12 @@ def test_launch_settings_live_only_in_accelerate_configs():
 
 
 def test_save_config_round_trip(tmp_path):
-    path = save_config(tmp_path / "config.yaml", DataArguments(), TrainArguments(lr=0.5), extra={"launch": {"num_processes": 2}})
+    path = save_config(
+        tmp_path / "config.yaml",
+        DataArguments(),
+        TrainArguments(lr=0.5),
+        extra={"launch": {"num_processes": 2}},
+    )
     data = yaml.safe_load(Path(path).read_text())
     assert data["train"]["lr"] == 0.5 and data["launch"]["num_processes"] == 2
     assert (tmp_path / "config.json").is_file()

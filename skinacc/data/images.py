@@ -117,7 +117,13 @@ def check_image(src: Any, level: str = "full") -> tuple[bool, str, str]:
         return True, "", mode
     except UnidentifiedImageError:
         return False, "not an image (unrecognised format)", ""
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+    ) as e:
         msg = str(e) or type(e).__name__
         if "truncated" in msg.lower():
             return False, f"truncated image: {msg}", ""

@@ -74,11 +74,14 @@ class DataReport:
         parts = [
             f"{self.num_images} images in {len(self.class_names)} classes from {self.source}"
             + (f" ({self.root})" if self.root else ""),
-            "splits " + ", ".join(f"{k}={v}" for k, v in self.split_sizes.items())
+            "splits "
+            + ", ".join(f"{k}={v}" for k, v in self.split_sizes.items())
             + (" (predefined)" if self.predefined_splits else ""),
         ]
         if self.converted_modes:
-            parts.append("converted to RGB: " + ", ".join(f"{m}={n}" for m, n in sorted(self.converted_modes.items())))
+            parts.append(
+                "converted to RGB: " + ", ".join(f"{m}={n}" for m, n in sorted(self.converted_modes.items()))
+            )
         if self.empty_classes:
             parts.append(f"empty class folders left out: {self.empty_classes}")
         if self.bad_files:
@@ -141,7 +144,9 @@ def _find_root(root: Path) -> Path:
     return cur
 
 
-def scan_image_folder(root: str | os.PathLike) -> tuple[dict[str, dict[str, list[Path]]], list[BadFile], Path]:
+def scan_image_folder(
+    root: str | os.PathLike,
+) -> tuple[dict[str, dict[str, list[Path]]], list[BadFile], Path]:
     """List the images of an image folder, by split and class.
 
     Args:
@@ -188,7 +193,9 @@ def scan_image_folder(root: str | os.PathLike) -> tuple[dict[str, dict[str, list
                         skipped.append(BadFile(str(p), f"not an image file extension ({p.suffix or 'none'})"))
             out[split][cdir.name] = files
     if not any(files for split in out.values() for files in split.values()):
-        raise ValueError(f"data folder {str(base)!r} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        raise ValueError(
+            f"data folder {str(base)!r} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+        )
     return out, skipped, base
 
 
@@ -197,7 +204,9 @@ def _check_one(args: tuple[str, str]) -> tuple[bool, str, str]:
     return check_image(path, level)
 
 
-def verify_files(paths: list[str], level: str, cache_dir: str | os.PathLike, workers: int) -> list[tuple[bool, str, str]]:
+def verify_files(
+    paths: list[str], level: str, cache_dir: str | os.PathLike, workers: int
+) -> list[tuple[bool, str, str]]:
     """Check many image files, in parallel, reusing results cached by (path, size, mtime).
 
     Returns:
@@ -205,7 +214,11 @@ def verify_files(paths: list[str], level: str, cache_dir: str | os.PathLike, wor
     """
     if level == "none":
         return [(True, "", "") for _ in paths]
-    cache_file = Path(cache_dir).expanduser() / "verify" / f"{level}-{hashlib.sha1(str(Path(paths[0]).parent.parent).encode()).hexdigest()[:16]}.json"
+    cache_file = (
+        Path(cache_dir).expanduser()
+        / "verify"
+        / f"{level}-{hashlib.sha1(str(Path(paths[0]).parent.parent).encode()).hexdigest()[:16]}.json"
+    )
     try:
         cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
     except (OSError, json.JSONDecodeError):
@@ -251,7 +264,9 @@ def _read_metadata(path: Path, base: Path, root: Path) -> dict[str, dict[str, st
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or "path" not in reader.fieldnames:
-            raise ValueError(f"--metadata_file={str(path)!r}: needs a 'path' column, found {reader.fieldnames}")
+            raise ValueError(
+                f"--metadata_file={str(path)!r}: needs a 'path' column, found {reader.fieldnames}"
+            )
         rows = {}
         for row in reader:
             rel = row["path"]
@@ -276,7 +291,9 @@ def _load_folder(args: DataArguments, root: str) -> tuple[dict[str, dict[str, li
         logger.warning("class folder %r holds no images: left out of the class list", c)
     class_names = [c for c in class_names if counts[c] > 0]
     if len(class_names) < 2:
-        raise ValueError(f"data folder {str(base)!r}: found {len(class_names)} non-empty class folder(s); need at least 2")
+        raise ValueError(
+            f"data folder {str(base)!r}: found {len(class_names)} non-empty class folder(s); need at least 2"
+        )
     cid = {c: i for i, c in enumerate(class_names)}
 
     meta: dict[str, dict[str, str]] = {}
@@ -298,7 +315,9 @@ def _load_folder(args: DataArguments, root: str) -> tuple[dict[str, dict[str, li
         meta = _read_metadata(Path(meta_file).expanduser(), base, Path(root).expanduser())
 
     all_paths = [str(p) for split in layout.values() for c in class_names for p in split.get(c, [])]
-    checks = verify_files(all_paths, args.verify_images, args.cache_dir, default_num_workers(args.num_workers) or 1)
+    checks = verify_files(
+        all_paths, args.verify_images, args.cache_dir, default_num_workers(args.num_workers) or 1
+    )
     status = dict(zip(all_paths, checks))
     report.bad_files = list(skipped)
     modes: Counter = Counter()
@@ -493,7 +512,9 @@ def load_skin_dataset(args: DataArguments | None = None, **overrides: Any) -> Sk
         origin.extend([split] * len(columns[split]["label"]))
     n = len(flat["label"])
     if n == 0:
-        raise ValueError(f"no readable images in {report.root or report.source} ({len(report.bad_files)} bad files)")
+        raise ValueError(
+            f"no readable images in {report.root or report.source} ({len(report.bad_files)} bad files)"
+        )
     flat["sample_id"] = list(range(n))
     origin_arr = np.array(origin)
     labels = np.asarray(flat["label"])
@@ -503,10 +524,20 @@ def load_skin_dataset(args: DataArguments | None = None, **overrides: Any) -> Sk
     else:
         idx = {s: np.flatnonzero(origin_arr == s) for s in ("train", "validation", "test")}
         if not len(idx["test"]):
-            tr, te = stratified_split(labels[idx["train"]], args.test_size, args.split_seed, None if groups is None else groups[idx["train"]])
+            tr, te = stratified_split(
+                labels[idx["train"]],
+                args.test_size,
+                args.split_seed,
+                None if groups is None else groups[idx["train"]],
+            )
             idx["train"], idx["test"] = idx["train"][tr], idx["train"][te]
         if not len(idx["validation"]) and args.val_size > 0:
-            tr, va = stratified_split(labels[idx["train"]], args.val_size, args.split_seed + 1, None if groups is None else groups[idx["train"]])
+            tr, va = stratified_split(
+                labels[idx["train"]],
+                args.val_size,
+                args.split_seed + 1,
+                None if groups is None else groups[idx["train"]],
+            )
             idx["train"], idx["validation"] = idx["train"][tr], idx["train"][va]
 
     features = datasets.Features(

@@ -74,7 +74,10 @@ class SyntheticSpec:
 def synthetic_class_names(num_classes: int) -> list[str]:
     """Class folder names of a synthetic set with ``num_classes`` classes."""
     names = [r[0] for r in _RECIPES]
-    return [names[i] if i < len(names) else f"{names[i % len(names)]}_{i // len(names)}" for i in range(num_classes)]
+    return [
+        names[i] if i < len(names) else f"{names[i % len(names)]}_{i // len(names)}"
+        for i in range(num_classes)
+    ]
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -125,7 +128,9 @@ def _render(rng: np.random.Generator, cls: int, size: int, difficulty: float) ->
             lesion[np.hypot(xx - px, yy - py) < r] *= 0.45
     elif texture == "streaks":
         ang = rng.uniform(0, np.pi)
-        lesion *= (1 - 0.25 * (np.sin((xx * np.cos(ang) + yy * np.sin(ang)) * rng.uniform(60, 110)) > 0.6))[..., None]
+        lesion *= (1 - 0.25 * (np.sin((xx * np.cos(ang) + yy * np.sin(ang)) * rng.uniform(60, 110)) > 0.6))[
+            ..., None
+        ]
     elif texture == "scales":
         lesion += 45 * (_smooth_noise(rng, size, 24) > 0.4)[..., None]
     elif texture == "veil":
@@ -144,7 +149,9 @@ def _render(rng: np.random.Generator, cls: int, size: int, difficulty: float) ->
     # Hairs: thin dark curves across the image, more of them when harder.
     for _ in range(int(rng.poisson(1 + 4 * d))):
         x0, y0, x1, y1 = rng.uniform(0, 1, 4)
-        t = np.clip(((xx - x0) * (x1 - x0) + (yy - y0) * (y1 - y0)) / ((x1 - x0) ** 2 + (y1 - y0) ** 2 + 1e-6), 0, 1)
+        t = np.clip(
+            ((xx - x0) * (x1 - x0) + (yy - y0) * (y1 - y0)) / ((x1 - x0) ** 2 + (y1 - y0) ** 2 + 1e-6), 0, 1
+        )
         dl = np.hypot(xx - (x0 + t * (x1 - x0)), yy - (y0 + t * (y1 - y0)))
         img[dl < 0.004 + 0.002 * rng.random()] *= 0.35
 

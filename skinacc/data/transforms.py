@@ -24,7 +24,14 @@ from PIL import Image
 
 from skinacc.data.images import load_rgb
 
-__all__ = ["BatchNormalizer", "DataConfig", "ImageTransform", "preresize", "resolve_data_config", "set_transforms"]
+__all__ = [
+    "BatchNormalizer",
+    "DataConfig",
+    "ImageTransform",
+    "preresize",
+    "resolve_data_config",
+    "set_transforms",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +118,9 @@ class ImageTransform:
         fast_decode: Use reduced-size JPEG decoding when the file is at least twice the resize target.
     """
 
-    def __init__(self, cfg: DataConfig, train: bool, seed: int = 0, hflip: float = 0.5, fast_decode: bool = True):
+    def __init__(
+        self, cfg: DataConfig, train: bool, seed: int = 0, hflip: float = 0.5, fast_decode: bool = True
+    ):
         self.cfg = cfg
         self.train = train
         self.seed = seed
@@ -173,7 +182,9 @@ def _preresize_batch(batch: dict[str, list], size: int, quality: int) -> dict[st
             continue
         scale = size / min(img.size)
         if scale < 1:
-            img = img.resize((max(size, round(img.size[0] * scale)), max(size, round(img.size[1] * scale))), Image.BILINEAR)
+            img = img.resize(
+                (max(size, round(img.size[0] * scale)), max(size, round(img.size[1] * scale))), Image.BILINEAR
+            )
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=quality)
         out.append({"bytes": buf.getvalue(), "path": None})
@@ -206,7 +217,9 @@ def preresize(dataset_dict, size: int, cache_dir: str, num_proc: int = 1, qualit
     out = {}
     for split, ds in dataset_dict.items():
         raw = ds.cast_column("image", datasets.Image(decode=False))
-        key = hashlib.sha1(f"{size}|{quality}|{split}|".encode() + "\n".join(map(str, ds["path"])).encode()).hexdigest()[:16]
+        key = hashlib.sha1(
+            f"{size}|{quality}|{split}|".encode() + "\n".join(map(str, ds["path"])).encode()
+        ).hexdigest()[:16]
         target = Path(cache_dir).expanduser() / "preresized" / f"{key}.arrow"
         target.parent.mkdir(parents=True, exist_ok=True)
         small = raw.map(
@@ -224,7 +237,9 @@ def preresize(dataset_dict, size: int, cache_dir: str, num_proc: int = 1, qualit
     return datasets.DatasetDict(out)
 
 
-def set_transforms(dataset_dict, cfg: DataConfig, seed: int = 0, hflip: float = 0.5, fast_decode: bool = True):
+def set_transforms(
+    dataset_dict, cfg: DataConfig, seed: int = 0, hflip: float = 0.5, fast_decode: bool = True
+):
     """Attach on-the-fly transforms: random augmentation on ``train``, deterministic on the others.
 
     The image column is read undecoded (``Image(decode=False)``) so that :func:`load_rgb` can decode at
@@ -238,7 +253,9 @@ def set_transforms(dataset_dict, cfg: DataConfig, seed: int = 0, hflip: float = 
     out = {}
     for split, ds in dataset_dict.items():
         raw = ds.cast_column("image", datasets.Image(decode=False))
-        out[split] = raw.with_transform(ImageTransform(cfg, train=(split == "train"), seed=seed, hflip=hflip, fast_decode=fast_decode))
+        out[split] = raw.with_transform(
+            ImageTransform(cfg, train=(split == "train"), seed=seed, hflip=hflip, fast_decode=fast_decode)
+        )
     return datasets.DatasetDict(out)
 
 
@@ -252,12 +269,22 @@ class BatchNormalizer:
         dtype: Float dtype of the result (float32; autocast handles half precision downstream).
     """
 
-    def __init__(self, cfg: DataConfig, device: torch.device | str = "cpu", channels_last: bool = False, dtype=torch.float32):
+    def __init__(
+        self,
+        cfg: DataConfig,
+        device: torch.device | str = "cpu",
+        channels_last: bool = False,
+        dtype=torch.float32,
+    ):
         self.device = torch.device(device)
         shape = (1, 3, 1, 1)
         # (x - mean) / std as x * scale + shift, in place on a fresh float copy: one pass, no temporaries.
-        self.scale = torch.tensor([1.0 / (s * 255) for s in cfg.std], device=self.device, dtype=dtype).view(shape)
-        self.shift = torch.tensor([-m / s for m, s in zip(cfg.mean, cfg.std)], device=self.device, dtype=dtype).view(shape)
+        self.scale = torch.tensor([1.0 / (s * 255) for s in cfg.std], device=self.device, dtype=dtype).view(
+            shape
+        )
+        self.shift = torch.tensor(
+            [-m / s for m, s in zip(cfg.mean, cfg.std)], device=self.device, dtype=dtype
+        ).view(shape)
         self.channels_last = channels_last
         self.dtype = dtype
 

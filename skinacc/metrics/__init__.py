@@ -15,4 +15,11 @@ def load_skin_metrics(**kwargs):
     return evaluate.load(SKIN_METRICS_PATH, **kwargs)
 
 
-__all__ = ["SKIN_METRICS_PATH", "check_inputs", "compute_all", "load_skin_metrics", "reliability_bins", "roc_curve"]
+__all__ = [
+    "SKIN_METRICS_PATH",
+    "check_inputs",
+    "compute_all",
+    "load_skin_metrics",
+    "reliability_bins",
+    "roc_curve",
+]

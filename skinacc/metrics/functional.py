@@ -43,7 +43,9 @@ def check_inputs(labels: Any, probs: Any, atol: float = 1e-3) -> tuple[np.ndarra
     if p.ndim != 2:
         raise ValueError(f"probabilities must be 2-D (samples, classes), got shape {p.shape}")
     if y.ndim != 1 or len(y) != len(p):
-        raise ValueError(f"labels must be 1-D with one entry per row of probabilities: {y.shape} vs {p.shape}")
+        raise ValueError(
+            f"labels must be 1-D with one entry per row of probabilities: {y.shape} vs {p.shape}"
+        )
     if len(y) == 0:
         raise ValueError("no samples")
     if not np.issubdtype(y.dtype, np.integer):
@@ -60,7 +62,9 @@ def check_inputs(labels: Any, probs: Any, atol: float = 1e-3) -> tuple[np.ndarra
     off = np.abs(sums - 1) > atol
     if off.any():
         i = int(np.flatnonzero(off)[0])
-        raise ValueError(f"probabilities must sum to 1 per row (row {i} sums to {sums[i]:.4f}; {int(off.sum())} rows off): apply softmax to logits first")
+        raise ValueError(
+            f"probabilities must sum to 1 per row (row {i} sums to {sums[i]:.4f}; {int(off.sum())} rows off): apply softmax to logits first"
+        )
     if y.min() < 0 or y.max() >= p.shape[1]:
         raise ValueError(f"labels must be in [0, {p.shape[1] - 1}], found {y.min()}..{y.max()}")
     return y.astype(np.int64), p
@@ -184,7 +188,9 @@ def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, n_bins: in
     """ECE: count-weighted mean |accuracy - confidence| over equal-width confidence bins."""
     b = reliability_bins(labels, probs, n_bins)
     mask = b["count"] > 0
-    return float((np.abs(b["accuracy"][mask] - b["confidence"][mask]) * b["count"][mask]).sum() / b["count"].sum())
+    return float(
+        (np.abs(b["accuracy"][mask] - b["confidence"][mask]) * b["count"][mask]).sum() / b["count"].sum()
+    )
 
 
 def compute_all(

@@ -17,9 +17,22 @@ import numpy as np
 
 from skinacc.metrics.functional import compute_all, reliability_bins
 
-__all__ = ["EVAL_PLOTS", "format_metrics_table", "plot_evaluation", "read_predictions", "scalar_metrics", "write_evaluation"]
+__all__ = [
+    "EVAL_PLOTS",
+    "format_metrics_table",
+    "plot_evaluation",
+    "read_predictions",
+    "scalar_metrics",
+    "write_evaluation",
+]
 
-EVAL_PLOTS = ("confusion_matrix.png", "confusion_matrix_normalized.png", "roc_curves.png", "per_class.png", "reliability.png")
+EVAL_PLOTS = (
+    "confusion_matrix.png",
+    "confusion_matrix_normalized.png",
+    "roc_curves.png",
+    "per_class.png",
+    "reliability.png",
+)
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -27,14 +40,22 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
-def plot_evaluation(out_dir: str | os.PathLike, labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str], metrics: dict[str, Any]) -> list[Path]:
+def plot_evaluation(
+    out_dir: str | os.PathLike,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    metrics: dict[str, Any],
+) -> list[Path]:
     """Draw the evaluation plots into ``out_dir``."""
     from skinacc import plots
 
     out = Path(out_dir)
     return [
         plots.plot_confusion_matrix(metrics["confusion_matrix"], class_names, out / EVAL_PLOTS[0]),
-        plots.plot_confusion_matrix(metrics["confusion_matrix"], class_names, out / EVAL_PLOTS[1], normalize=True),
+        plots.plot_confusion_matrix(
+            metrics["confusion_matrix"], class_names, out / EVAL_PLOTS[1], normalize=True
+        ),
         plots.plot_roc_curves(labels, probs, class_names, out / EVAL_PLOTS[2]),
         plots.plot_per_class(metrics["per_class"], out / EVAL_PLOTS[3]),
         plots.plot_reliability(reliability_bins(labels, probs), metrics["ece"], out / EVAL_PLOTS[4]),
@@ -67,18 +88,37 @@ def write_evaluation(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = compute_all(labels, probs, class_names)
-    (out / "metrics.json").write_text(json.dumps({**(extra or {}), **metrics, "class_names": list(class_names)}, indent=2))
+    (out / "metrics.json").write_text(
+        json.dumps({**(extra or {}), **metrics, "class_names": list(class_names)}, indent=2)
+    )
     with (out / "per_class.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["class", "precision", "recall", "f1", "support", "roc_auc"])
         for name, r in metrics["per_class"].items():
-            w.writerow([name, f"{r['precision']:.6f}", f"{r['recall']:.6f}", f"{r['f1']:.6f}", r["support"], f"{r['roc_auc']:.6f}"])
+            w.writerow(
+                [
+                    name,
+                    f"{r['precision']:.6f}",
+                    f"{r['recall']:.6f}",
+                    f"{r['f1']:.6f}",
+                    r["support"],
+                    f"{r['roc_auc']:.6f}",
+                ]
+            )
     preds = probs.argmax(1)
     with (out / "predictions.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "true", "predicted", "correct", *[f"prob:{n}" for n in class_names]])
         for i in range(len(labels)):
-            w.writerow([paths[i] if paths is not None else i, class_names[labels[i]], class_names[preds[i]], int(labels[i] == preds[i]), *[f"{v:.6g}" for v in probs[i]]])
+            w.writerow(
+                [
+                    paths[i] if paths is not None else i,
+                    class_names[labels[i]],
+                    class_names[preds[i]],
+                    int(labels[i] == preds[i]),
+                    *[f"{v:.6g}" for v in probs[i]],
+                ]
+            )
     if make_plots:
         plot_evaluation(out, labels, probs, class_names, metrics)
     return metrics
@@ -106,5 +146,7 @@ def format_metrics_table(metrics: dict[str, Any], title: str = "evaluation") -> 
     width = max(12, *(len(n) for n in metrics["per_class"]))
     lines.append(f"  {'class':<{width}s}  precision  recall     f1  support  roc_auc")
     for name, r in metrics["per_class"].items():
-        lines.append(f"  {name:<{width}s}  {r['precision']:9.3f}  {r['recall']:6.3f}  {r['f1']:5.3f}  {r['support']:7d}  {r['roc_auc']:7.3f}")
+        lines.append(
+            f"  {name:<{width}s}  {r['precision']:9.3f}  {r['recall']:6.3f}  {r['f1']:5.3f}  {r['support']:7d}  {r['roc_auc']:7.3f}"
+        )
     return "\n".join(lines)

@@ -56,4 +56,6 @@ class SkinMetrics(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, class_names=None, top_k=(3, 5), n_bins=15):
-        return compute_all(references, predictions, class_names=class_names, top_k=tuple(top_k), n_bins=n_bins)
+        return compute_all(
+            references, predictions, class_names=class_names, top_k=tuple(top_k), n_bins=n_bins
+        )
