@@ -37,11 +37,7 @@ from _cli import parse_args, run
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from skinacc.bench import measure_compute
-from skinacc.config import DataArguments, ModelArguments, TrainArguments
-from skinacc.data import build_dataloader, set_transforms
-from skinacc.engine import TrainState, evaluate, peak_memory_mb, reset_peak_memory, train_one_epoch
-from skinacc.pipeline import TrainingPieces, build_training, loader_kwargs
+from skinacc.bench import measure_compute, measure_end_to_end
 from skinacc.plots import plot_throughput_benchmark
 from skinacc.tracking import compare_records, launch_info, log_results_run, write_json, write_rows
 
@@ -154,124 +150,6 @@ class ThroughputArguments:
         return p
 
 
-def end_to_end(accelerator, args: ThroughputArguments, batch_size: int) -> list[dict]:
-    """Training, and with ``--modes infer`` inference, through the real pipeline from JPEG files
-    (decode -> transforms -> loader -> step), as train.py and evaluate.py run it."""
-    data_args = DataArguments(
-        data_dir=args.e2e_data_dir,
-        image_size=args.image_size,
-        test_size=0.02,
-        val_size=0.0,
-        num_workers=args.e2e_workers,
-        verify_images="header",
-        preresize=args.e2e_preresize,
-    )
-    train_args = TrainArguments(batch_size=batch_size, eval_batch_size=batch_size, output_dir=args.output_dir)
-    p = build_training(
-        accelerator,
-        data_args,
-        ModelArguments(model=args.model, pretrained=False, channels_last=args.e2e_channels_last),
-        train_args,
-    )
-    state = TrainState(world_size=accelerator.num_processes, process_index=accelerator.process_index)
-    prec = accelerator.mixed_precision if accelerator.mixed_precision != "no" else "fp32"
-    base = {
-        "precision": prec,
-        "channels_last": args.e2e_channels_last,
-        "compile": False,
-        "batch_size": batch_size,
-        "processes": accelerator.num_processes,
-        "device": accelerator.device.type,
-    }
-    source = "preresized" if args.e2e_preresize else "jpeg"
-    rows = []
-    if "train" in args.modes:
-        # One pass over the training split repeated to fill 5 warm-up + --e2e_batches batches: epochs of a
-        # small folder would restart the loader every few batches, which a real (large) epoch does not.
-        warm = 5
-        loader = repeated_loader(accelerator, p, data_args, "train", batch_size, warm + args.e2e_batches)
-        s = train_one_epoch(
-            accelerator,
-            p.model,
-            loader,
-            p.optimizer,
-            p.loss_fn,
-            p.normalizer,
-            state,
-            max_batches=warm + args.e2e_batches,
-            stats_after=warm,
-            desc="e2e",
-        )
-        rows.append(
-            base
-            | {
-                "mode": f"train_e2e_{source}",
-                "images_per_sec": s["images_per_sec"],
-                "data_wait_pct": s["data_wait_pct"],
-                "step_ms": s["step_time_ms"],
-                "peak_mem_mb": s["peak_mem_mb"],
-                "images": s["images"],
-            }
-        )
-    if "infer" in args.modes:
-        res = infer_all_images(accelerator, p, data_args, batch_size, args.e2e_batches)
-        rows.append(
-            base
-            | {
-                "mode": f"infer_e2e_{source}",
-                "images_per_sec": res.images_per_sec,
-                "step_ms": 1000.0
-                * res.seconds
-                / max(1, -(-len(res.labels) // (batch_size * accelerator.num_processes))),
-                "peak_mem_mb": peak_memory_mb(accelerator.device),
-                "images": len(res.labels),
-            }
-        )
-    accelerator.free_memory()
-    return rows
-
-
-def repeated_loader(
-    accelerator, p: TrainingPieces, data_args: DataArguments, split: str, batch_size: int, min_batches: int
-):
-    """A prepared loader over ``split`` (``"all"``: every split) repeated whole until it holds at least
-    ``min_batches`` batches per process, with the run's transforms and loader settings."""
-    import datasets
-
-    flat = (
-        datasets.concatenate_datasets([p.source[s] for s in p.source]) if split == "all" else p.source[split]
-    )
-    if len(flat) == 0:
-        raise ValueError(f"--e2e_data_dir: the {split!r} split holds no images")
-    copies = max(1, -(-min_batches * batch_size * accelerator.num_processes // len(flat)))
-    name = "train" if split == "train" else "test"  # set_transforms augments the split named train only
-    ds = set_transforms(
-        datasets.DatasetDict({name: datasets.concatenate_datasets([flat] * copies)}),
-        p.data_cfg,
-        seed=0,
-        hflip=data_args.hflip,
-        fast_decode=data_args.fast_decode,
-    )[name]
-    kw = loader_kwargs(data_args, p.workers, seed=0) | {"persistent_workers": False}
-    return accelerator.prepare(build_dataloader(ds, batch_size, train=split == "train", **kw))
-
-
-def infer_all_images(
-    accelerator, p: TrainingPieces, data_args: DataArguments, batch_size: int, min_batches: int
-):
-    """Predict every image of the folder (all splits, repeated to fill ``min_batches`` batches per process)
-    with the evaluation transforms and ``skinacc.engine.evaluate``: one pass, so the loader never restarts."""
-    loader = repeated_loader(accelerator, p, data_args, "all", batch_size, min_batches)
-    # cuDNN autotuning for the inference shape happens here, outside the timed pass.
-    dummy = torch.zeros(batch_size, 3, p.data_cfg.image_size, p.data_cfg.image_size, dtype=torch.uint8)
-    p.model.eval()
-    with torch.no_grad():
-        for _ in range(3):
-            p.model(p.normalizer(dummy))
-    reset_peak_memory(accelerator.device)
-    return evaluate(accelerator, p.model, loader, p.normalizer, desc="e2e infer")
-
-
 def measure_all(args: ThroughputArguments) -> list[dict]:
     accelerator = Accelerator()
     set_seed(0)
@@ -333,7 +211,19 @@ def measure_all(args: ThroughputArguments) -> list[dict]:
         )
     if args.e2e_data_dir:
         for bs in args.batch_sizes:
-            for r in end_to_end(accelerator, args, bs):
+            rows_e2e = measure_end_to_end(
+                accelerator,
+                args.e2e_data_dir,
+                args.model,
+                args.image_size,
+                bs,
+                modes=args.modes,
+                batches=args.e2e_batches,
+                workers=args.e2e_workers,
+                channels_last=args.e2e_channels_last,
+                preresize=args.e2e_preresize,
+            )
+            for r in rows_e2e:
                 keep(r)
                 wait = f", data wait {r['data_wait_pct']:.1f}%" if "data_wait_pct" in r else ""
                 accelerator.print(

@@ -88,22 +88,10 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(args.seed)
 
     pieces = build_training(accelerator, data_args, model_args, args)
-    data, ds, model, optimizer, weights, data_cfg = (
-        pieces.data,
-        pieces.datasets,
-        pieces.model,
-        pieces.optimizer,
-        pieces.weights,
-        pieces.data_cfg,
-    )
-    train_loader, val_loader, test_loader, normalizer, loss_fn = (
-        pieces.train_loader,
-        pieces.val_loader,
-        pieces.test_loader,
-        pieces.normalizer,
-        pieces.loss_fn,
-    )
-    train_tf = pieces.train_transform
+    data, ds, model, optimizer = pieces.data, pieces.datasets, pieces.model, pieces.optimizer
+    weights, data_cfg, normalizer = pieces.weights, pieces.data_cfg, pieces.normalizer
+    loss_fn, train_tf = pieces.loss_fn, pieces.train_transform
+    train_loader, val_loader, test_loader = pieces.train_loader, pieces.val_loader, pieces.test_loader
     if not len(ds["validation"]):
         raise ValueError(
             f"--val_size={data_args.val_size}: the validation split is empty, but ReduceLROnPlateau, early stopping and the best-model choice need one"

@@ -230,18 +230,21 @@ def test_gpu_check_script_smoke(tmp_path):
     )
 
 
-def test_gpu_check_summary_marks_missing_steps(tmp_path):
-    """A step that timed out or was skipped shows as not measured, with its status, never as a number."""
+def _summarize(out_dir, check: bool = True):
     import subprocess
     import sys
 
+    script = REPO / "benchmarks" / "summarize_gpu_check.py"
+    return subprocess.run(
+        [sys.executable, str(script), str(out_dir)], capture_output=True, text=True, check=check
+    )
+
+
+def test_gpu_check_summary_marks_missing_steps(tmp_path):
+    """A step that timed out or was skipped shows as not measured, with its status, never as a number."""
+
     (tmp_path / "steps.tsv").write_text("jpegs\t0\t5\ne2e_bf16\t124\t120\ncompute\tskipped\t0\n")
-    out = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "summarize_gpu_check.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = _summarize(tmp_path).stdout
     assert (
         "not measured (step `e2e_bf16`: exit 124)" in out and "step `compute`: skipped, no budget left" in out
     )
@@ -286,12 +289,7 @@ def test_gpu_check_summary_marks_missing_steps(tmp_path):
             }
         )
     )
-    out = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "summarize_gpu_check.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = _summarize(tmp_path).stdout
     assert (
         "| AMP bf16 vs FP32 training (batch 256, best layout), >= 1.8x | 2.10x (step `compute`: skipped, no budget left) | yes |"
         in out
@@ -300,9 +298,5 @@ def test_gpu_check_summary_marks_missing_steps(tmp_path):
         "| AMP fp16 vs FP32 training (batch 256, best layout), >= 1.8x | not measured" in out
         and "OutOfMemoryError" in out
     )
-    bad = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "summarize_gpu_check.py"), str(tmp_path / "nope")],
-        capture_output=True,
-        text=True,
-    )
+    bad = _summarize(tmp_path / "nope", check=False)
     assert bad.returncode != 0 and "OUTPUT_DIR_OF_GPU_CHECK" in bad.stderr

@@ -1,4 +1,4 @@
-"""Benchmarks of the input pipeline (and helpers for the throughput benchmark).
+"""Benchmarks of the input pipeline: loading strategies side by side.
 
 Every strategy reads the same files and produces the same thing, a normalised float batch of
 ``image_size`` crops, so images/s compare side by side in one run:
@@ -27,9 +27,8 @@ import torch
 from PIL import Image
 
 from skinacc.data.transforms import BatchNormalizer, DataConfig, ImageTransform, preresize
-from skinacc.engine import build_optimizer
 
-__all__ = ["LOADER_STRATEGIES", "make_large_jpegs", "measure_compute", "run_loader_benchmark", "time_batches"]
+__all__ = ["LOADER_STRATEGIES", "make_large_jpegs", "run_loader_benchmark", "time_batches"]
 
 LOADER_STRATEGIES = (
     "torchvision_imagefolder",
@@ -311,107 +310,3 @@ def _gpu_decode(
             yield {"pixel_values": torch.stack(out).clamp_(0, 255)}
 
     return time_batches(batches(), lambda b: norm(b["pixel_values"]), max_images)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Model throughput (synthetic tensors on the device: the compute side, precisions swept in-process)
-
-_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def _memory_now_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
-
-
-def measure_compute(
-    accelerator,
-    model_name: str,
-    num_classes: int,
-    image_size: int,
-    batch_size: int,
-    precision: str = "fp32",
-    channels_last: bool = False,
-    compile_model: bool = False,
-    mode: str = "train",
-    steps: int = 20,
-    warmup: int = 5,
-) -> dict[str, Any]:
-    """Images/s and peak memory of one (precision, layout, compile, batch) variant on random tensors.
-
-    Precision is applied with ``torch.autocast`` (plus a gradient scaler for fp16 on CUDA), exactly what
-    accelerate's mixed precision does, so one launch can sweep all precisions. Under DDP the model is
-    wrapped by ``accelerator.prepare`` and images/s are summed over processes.
-
-    Returns:
-        ``images_per_sec`` (all processes), ``images_per_sec_per_process``, ``step_ms``, ``peak_mem_mb``
-        (CUDA: peak allocated on this device; CPU: the process's resident memory after the run).
-    """
-    import timm
-
-    dev = accelerator.device
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(dev)
-    model = timm.create_model(model_name, pretrained=False, num_classes=num_classes)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    # The training pipeline's optimizer (fused Adam on CUDA), so compute and end-to-end rows compare.
-    optimizer = build_optimizer(model, "adam", 1e-4, fused=dev.type == "cuda") if mode == "train" else None
-    if optimizer is not None:
-        model, optimizer = accelerator.prepare(model, optimizer)
-    else:
-        model = accelerator.prepare(model)
-    if compile_model:
-        model = torch.compile(model)
-    x = torch.randn(batch_size, 3, image_size, image_size, device=dev).contiguous(memory_format=fmt)
-    y = torch.randint(0, num_classes, (batch_size,), device=dev)
-    dtype = _DTYPES[precision]
-    autocast = torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None)
-    scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16" and dev.type == "cuda")
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def step() -> None:
-        if mode == "train":
-            with autocast:
-                loss = loss_fn(model(x), y)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-        else:
-            with torch.inference_mode(), autocast:
-                model(x)
-
-    model.train(mode == "train")
-    for _ in range(warmup):
-        step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    accelerator.wait_for_everyone()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    dt = time.perf_counter() - t0
-    local = batch_size * steps / dt
-    total = accelerator.reduce(torch.tensor([local], device=dev, dtype=torch.float64), reduction="sum").item()
-    mem = _memory_now_mb(dev)
-    accelerator.free_memory()  # drop the prepared references before the next variant
-    return {
-        "mode": mode,
-        "precision": precision,
-        "channels_last": channels_last,
-        "compile": compile_model,
-        "batch_size": batch_size,
-        "processes": accelerator.num_processes,
-        "images_per_sec": total,
-        "images_per_sec_per_process": local,
-        "step_ms": 1000.0 * dt / steps,
-        "peak_mem_mb": mem,
-        "device": dev.type,
-    }
