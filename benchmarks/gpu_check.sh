@@ -14,11 +14,11 @@
 #   * the last lines printed are the targets table (benchmarks/summarize_gpu_check.py), also written to
 #     $OUT/summary.md for BENCHMARKS.md.
 #
-# The workplace's H200 image (Python 3.12, torch 2.11) lacks `datasets`, `dill` and `multiprocess`:
-# fetch their wheels here first with `bash benchmarks/fetch_device_wheels.sh` (writes .whl/), then run
-#   device run --carry .whl --timeout_s 560 -- \
-#     'python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-#      && export PYTHONPATH=/tmp/site || exit; PACK=$OUT bash benchmarks/gpu_check.sh'
+# The workplace's H200 image (Python 3.12, torch 2.11) lacks `datasets`, `dill` and `multiprocess` (and
+# its pyarrow version is not on record): fetch wheels here first with `bash benchmarks/fetch_device_wheels.sh`
+# (writes .whl/), then make ONE device `run` call with carry [".whl"], timeout_s 560 and the command
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+#     .whl/*.whl && export PYTHONPATH=/tmp/site || exit; PACK=$OUT bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-outputs/gpu_check}
@@ -59,7 +59,8 @@ step() {
   timeout -k 10 "$limit" "$@" >"$OUT/logs/$name.log" 2>&1
   rc=$?
   printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" >>"$OUT/steps.tsv"
-  grep -E "img/s|error|Error|Traceback|wrote|profiled" "$OUT/logs/$name.log" | tail -n 8
+  # The key lines only (progress bars are \r-separated): the reply of the device tool keeps 12k characters.
+  tr '\r' '\n' <"$OUT/logs/$name.log" | grep -E "img/s|rror|Traceback|wrote|profiled" | grep -vE "it/s]|s/it]" | tail -n 6
   ((rc == 0)) || log "$name: exit status $rc (124 = time limit) - see logs/$name.log"
   pack
 }
