@@ -70,9 +70,16 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
 else
   MODEL=efficientnet_b3; SIZE=224; BATCHES="64 256"; BIG=256; STEPS=10; WARM=3; N_IMG=2400; LOAD_IMG=1024; WORKERS=14; E2E=40; CFG=1gpu; LARGE=1200
 fi
-FP32_CFG=accelerate_configs/${CFG}.yaml; BF16_CFG=$FP32_CFG; FP16_CFG=$FP32_CFG
+# Launch settings: the repo's one-GPU configs; on a CPU (SMOKE) the cpu config with the same mixed
+# precision, so the rehearsal runs the bf16 and fp16 code paths too (accelerate autocasts on CPU).
 if [[ "$CFG" == 1gpu ]]; then
-  FP32_CFG=accelerate_configs/1gpu_fp32.yaml; BF16_CFG=accelerate_configs/1gpu_bf16.yaml; FP16_CFG=accelerate_configs/1gpu_fp16.yaml
+  FP32_L=(--config_file accelerate_configs/1gpu_fp32.yaml)
+  BF16_L=(--config_file accelerate_configs/1gpu_bf16.yaml)
+  FP16_L=(--config_file accelerate_configs/1gpu_fp16.yaml)
+else
+  FP32_L=(--config_file accelerate_configs/cpu.yaml)
+  BF16_L=(--config_file accelerate_configs/cpu.yaml --mixed_precision bf16)
+  FP16_L=(--config_file accelerate_configs/cpu.yaml --mixed_precision fp16)
 fi
 
 {
@@ -109,15 +116,15 @@ LARGE_DIR="$SKINACC_CACHE/large-$LARGE"
 # 2. The headline target: end-to-end bf16 training and inference from ${LARGE} px JPEG files.
 E2E_ARGS=(recipes/benchmark_throughput.py --model $MODEL --image_size $SIZE --compute false --batch_sizes $BIG
   --e2e_data_dir "$LARGE_DIR" --e2e_batches $E2E --e2e_workers $WORKERS)
-step e2e_bf16 120 "${ACC[@]}" --config_file "$BF16_CFG" "${E2E_ARGS[@]}" --output_dir "$OUT/e2e_bf16"
+step e2e_bf16 120 "${ACC[@]}" "${BF16_L[@]}" "${E2E_ARGS[@]}" --output_dir "$OUT/e2e_bf16"
 
 # 3. Compute on random tensors: fp32/fp16/bf16 x channels-last x batch, training and inference (rows are
 #    written as they come, so a time-out keeps the finished ones).
-step compute 200 "${ACC[@]}" --config_file "$FP32_CFG" recipes/benchmark_throughput.py --model $MODEL --image_size $SIZE \
+step compute 200 "${ACC[@]}" "${FP32_L[@]}" recipes/benchmark_throughput.py --model $MODEL --image_size $SIZE \
   --batch_sizes $BATCHES --steps $STEPS --warmup $WARM --output_dir "$OUT/throughput"
 
 # 4. Where the time goes: a few profiled bf16 steps of the real pipeline.
-step profile 90 "${ACC[@]}" --config_file "$BF16_CFG" recipes/profile_training.py --model $MODEL --no_pretrained --data_dir "$LARGE_DIR" \
+step profile 90 "${ACC[@]}" "${BF16_L[@]}" recipes/profile_training.py --model $MODEL --no_pretrained --data_dir "$LARGE_DIR" \
   --image_size $SIZE --batch_size $BIG --num_workers $WORKERS --channels_last --test_size 0.05 --val_size 0.05 --verify_images header \
   --warmup_steps 3 --profile_steps 3 --report_to none --profile_dir "$OUT/profile"
 
@@ -126,21 +133,24 @@ step loading 90 "$PY" recipes/benchmark_dataloading.py --data_dir "$SMALL" --lar
   --workers $WORKERS --batch_size 64 --max_images $LOAD_IMG --repeats 1 --output_dir "$OUT/loading"
 
 # 6. torch.compile: bf16, channels-last, the large batch (compilation takes a minute or more).
-step compile 130 "${ACC[@]}" --config_file "$FP32_CFG" recipes/benchmark_throughput.py --model $MODEL --image_size $SIZE \
+step compile 130 "${ACC[@]}" "${FP32_L[@]}" recipes/benchmark_throughput.py --model $MODEL --image_size $SIZE \
   --batch_sizes $BIG --precisions bf16 --channels_last on --compile on --steps $STEPS --warmup $WARM --output_dir "$OUT/throughput_compile"
 
 # 7. End to end with fp16, and bf16 from the pre-resized cache (decode paid once).
-step e2e_fp16 90 "${ACC[@]}" --config_file "$FP16_CFG" "${E2E_ARGS[@]}" --output_dir "$OUT/e2e_fp16"
-step e2e_preresized 90 "${ACC[@]}" --config_file "$BF16_CFG" "${E2E_ARGS[@]}" --e2e_preresize --output_dir "$OUT/e2e_preresized"
+step e2e_fp16 90 "${ACC[@]}" "${FP16_L[@]}" "${E2E_ARGS[@]}" --output_dir "$OUT/e2e_fp16"
+step e2e_preresized 90 "${ACC[@]}" "${BF16_L[@]}" "${E2E_ARGS[@]}" --e2e_preresize --output_dir "$OUT/e2e_preresized"
 
 # 8. The training recipe itself, one short epoch each with the bf16 and fp16 launch configs: its own
 #    images/s, data wait and peak memory, to set beside the benchmark's.
-for run in "bf16:$BF16_CFG" "fp16:$FP16_CFG"; do
-  name=train_${run%%:*} cfgp=${run#*:}
-  step "$name" 90 "${ACC[@]}" --config_file "$cfgp" recipes/train.py --model $MODEL --no_pretrained --data_dir "$LARGE_DIR" \
+train_run() {
+  local name=$1
+  shift
+  step "$name" 90 "${ACC[@]}" "$@" recipes/train.py --model $MODEL --no_pretrained --data_dir "$LARGE_DIR" \
     --image_size $SIZE --batch_size $BIG --num_workers $WORKERS --channels_last --epochs 1 --max_steps_per_epoch $E2E \
     --verify_images header --report_to none --eval_test false --output_dir "$OUT/$name"
-done
+}
+train_run train_bf16 "${BF16_L[@]}"
+train_run train_fp16 "${FP16_L[@]}"
 
 log "steps:"; column -t "$OUT/steps.tsv" 2>/dev/null || cat "$OUT/steps.tsv"
 "$PY" benchmarks/summarize_gpu_check.py "$OUT" | tee "$OUT/summary.md"

@@ -210,6 +210,10 @@ def test_gpu_check_script_smoke(tmp_path):
         "train_fp16",
     ]
     assert all(s[1] == "0" for s in steps), steps
+    # The rehearsal runs the mixed-precision paths too (accelerate autocasts on the CPU).
+    for step, prec in (("e2e_bf16", "bf16"), ("e2e_fp16", "fp16"), ("e2e_preresized", "bf16")):
+        rows = json.loads((tmp_path / "out" / step / "throughput.json").read_text())["results"]
+        assert {r["precision"] for r in rows} == {prec} and len(rows) == 2, (step, rows)
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "not measured" not in summary, summary
     for needle in (
