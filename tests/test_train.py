@@ -355,3 +355,32 @@ def test_fused_optimizer_matches_default_and_skips_decay_on_norms(name):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="--optimizer='lamb'"):
         build_optimizer(nets[0], "lamb")
+
+
+def test_train_one_epoch_leaves_warm_up_out_of_speed_figures_only():
+    """stats_after=N drops the first N batches from images/s and data wait, not from loss and accuracy."""
+    from accelerate import Accelerator
+
+    from skinacc.data import BatchNormalizer, resolve_data_config
+    from skinacc.engine import TrainState, train_one_epoch
+
+    acc = Accelerator()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model, opt = acc.prepare(model, opt)
+    batches = [
+        {
+            "pixel_values": torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8),
+            "labels": torch.randint(0, 3, (4,)),
+        }
+        for _ in range(6)
+    ]
+    norm = BatchNormalizer(resolve_data_config(None, image_size=8), acc.device)
+    for after, timed in ((0, 24), (2, 16), (6, 0)):
+        state = TrainState(world_size=1, process_index=0)
+        s = train_one_epoch(
+            acc, model, batches, opt, torch.nn.CrossEntropyLoss(), norm, state, stats_after=after
+        )
+        assert s["images"] == timed and state.seen == 24 and state.batch_in_epoch == 6, (after, s)
+        assert s["seconds"] > 0 and 0 <= s["data_wait_pct"] <= 100
