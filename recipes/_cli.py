@@ -75,6 +75,7 @@ def run(main, argv: Sequence[str] | None = None) -> None:
     from skinacc.checkpoint import CheckpointError
     from skinacc.hub import HubError
     from skinacc.models import PretrainedWeightsError
+    from skinacc.rundir import OutputDirError
 
     try:
         main(list(sys.argv[1:] if argv is None else argv))
@@ -83,6 +84,7 @@ def run(main, argv: Sequence[str] | None = None) -> None:
         CheckpointError,
         PretrainedWeightsError,
         HubError,
+        OutputDirError,
         FileNotFoundError,
         ValueError,
     ) as e:

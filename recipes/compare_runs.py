@@ -5,7 +5,10 @@ FP32 vs fp16/bf16 throughput and memory.
     python recipes/compare_runs.py --runs my-team/skinacc/abc123 my-team/skinacc/def456   # online W&B runs
 
 A run is a skinacc output directory, an offline W&B run folder, or a W&B run path entity/project/run_id.
-Writes comparison.csv, comparison.md and PNG plots to --output_dir.
+Runs are labelled by folder (by path where folder names repeat), and ``differs`` lists the options in
+which each differs from the others. Speed-up and scaling efficiency are computed only between process
+counts of otherwise equal runs (NaN where a set-up ran at one process count). Writes comparison.csv,
+comparison.md and PNG plots to --output_dir.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from pathlib import Path
 from _cli import parse_args, run
 
 from skinacc.plots import plot_run_comparison
-from skinacc.tracking import compare_records, records_markdown, run_record
+from skinacc.tracking import compare_records, label_differences, records_markdown, run_record
 
 COLUMNS = [
     "run",
+    "differs",
     "model",
     "processes",
     "precision",
@@ -56,7 +60,9 @@ class CompareArguments:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     (args,) = parse_args((CompareArguments,), argv, description=__doc__)
-    rows = compare_records([run_record(r) for r in args.runs])
+    rows = label_differences([run_record(r) for r in args.runs])
+    # Scaling only across process counts of otherwise equal set-ups; precision vs the same set-up's fp32.
+    rows = compare_records(rows, ("setup", "precision", "compile"))
     rows.sort(key=lambda r: (str(r["model"]), r["precision"], r["processes"]))
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Evaluate a trained classifier on a split: metrics, per-class table, predictions and plots.
+"""Evaluate a trained classifier on a split or on any labelled image folder: metrics, per-class table,
+predictions and plots.
 
     # A skinacc run directory (its best/ model, and the data options it was trained with)
     accelerate launch --config_file accelerate_configs/cpu.yaml recipes/evaluate.py --model outputs/demo --split test
@@ -6,13 +7,23 @@
     # ... and log it to W&B (metrics, per-class table, confusion matrix, plots)
     accelerate launch --config_file accelerate_configs/cpu.yaml recipes/evaluate.py --model outputs/demo --report_to wandb
 
-    # A timm folder or Hub model on an image folder, with flip test-time augmentation, 4 GPUs
-    accelerate launch --config_file accelerate_configs/4gpu_fp16.yaml recipes/evaluate.py \
-        --model hf-hub:org/skinacc-b3 --data_dir /data/massive-skin-disease --split test --tta_flip
+    # Any checkpoint on an external labelled folder (<root>/<Class>/*.jpg): every image is test data,
+    # classes are matched by name, the folder may lack some of the model's classes
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/evaluate.py \
+        --model outputs/dermoscopy --data_dir /data/other-clinic
 
-Writes to ``--output_dir`` (default ``<run>/eval_<split>``): metrics.json, per_class.csv,
-predictions.csv (path, true, predicted, probabilities), confusion_matrix[_normalized].png,
-roc_curves.png, per_class.png, reliability.png; prints a summary table.
+    # A timm folder or Hub model with dihedral test-time augmentation, 4 GPUs
+    accelerate launch --config_file accelerate_configs/4gpu_fp16.yaml recipes/evaluate.py \
+        --model hf-hub:org/skinacc-b3 --data_dir /data/massive-skin-disease --split test --tta dihedral
+
+With a run directory and no data flag, the run's own data options rebuild its split (default: test).
+With --data_dir or --dataset_name the source is external and, unless --split says otherwise, all of
+its images are evaluated. Test-time augmentation and temperature default to the model's own (stored by
+``train.py --tta ... --calibrate``).
+
+Writes to ``--output_dir`` (default ``<run>/eval_<split>``, or ``<run>/eval_<folder name>`` for an
+external folder): metrics.json, per_class.csv, predictions.csv (path, true, predicted, probabilities),
+confusion_matrix[_normalized].png, roc_curves.png, per_class.png, reliability.png; prints a summary table.
 """
 
 from __future__ import annotations
@@ -23,11 +34,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
 from _cli import flag_value, parse_args, run
 from accelerate import Accelerator
+from datasets import concatenate_datasets
 
-from skinacc.config import DataArguments, LoggingArguments
+from skinacc.config import DataArguments, LoggingArguments, read_run_config
 from skinacc.data import (
     BatchNormalizer,
     build_dataloader,
@@ -39,7 +50,7 @@ from skinacc.data import (
 from skinacc.engine import evaluate
 from skinacc.hub import load_model
 from skinacc.metrics.report import EVAL_PLOTS, format_metrics_table, scalar_metrics, write_evaluation
-from skinacc.tracking import log_evaluation, log_images, prepare_wandb, wandb_run
+from skinacc.tracking import log_evaluation, log_images, prepare_wandb, start_tracking, wandb_run
 
 
 @dataclass
@@ -50,37 +61,54 @@ class EvalArguments:
         default="outputs/demo",
         metadata={"help": "A skinacc run dir, a timm folder, local-dir:<folder>, or hf-hub:<repo>."},
     )
-    split: Literal["train", "validation", "test"] = field(
-        default="test", metadata={"help": "Split to evaluate."}
+    split: Literal["train", "validation", "test", "all"] | None = field(
+        default=None,
+        metadata={
+            "help": "Split to evaluate; 'all' takes every image. Default: 'test' of the run's own data, "
+            "'all' of a source given with --data_dir/--dataset_name."
+        },
     )
     output_dir: str | None = field(
         default=None,
-        metadata={"help": "Results folder (default: <run>/eval_<split>, or outputs/eval_<split>)."},
+        metadata={
+            "help": "Results folder (default: <run>/eval_<split or folder name>, or outputs/eval_...)."
+        },
     )
     batch_size: int = field(default=128, metadata={"help": "Batch size per process."})
-    tta_flip: bool = field(
-        default=False, metadata={"help": "Average predictions over each image and its horizontal mirror."}
+    tta: Literal["none", "flip", "dihedral"] | None = field(
+        default=None,
+        metadata={
+            "help": "Test-time augmentation (average over the mirror, or the 8 flips/rotations). "
+            "Default: the model's stored setting."
+        },
+    )
+    temperature: float | None = field(
+        default=None,
+        metadata={"help": "Softmax temperature. Default: the model's calibrated one (1.0 if none)."},
     )
 
     def validate(self) -> list[str]:
-        return [f"--batch_size={self.batch_size}: must be >= 1"] if self.batch_size < 1 else []
+        p = [f"--batch_size={self.batch_size}: must be >= 1"] if self.batch_size < 1 else []
+        if self.temperature is not None and self.temperature <= 0:
+            p.append(f"--temperature={self.temperature}: must be > 0")
+        return p
 
 
 def run_defaults(model: str | None) -> dict:
     """Data options of the training run behind ``model`` (so the same split is rebuilt)."""
-    cfg = Path(model or "") / "config.yaml"
-    if model and cfg.is_file():
-        return dict(yaml.safe_load(cfg.read_text()).get("data", {}))
-    return {}
+    return dict(read_run_config(model).get("data", {})) if model else {}
 
 
 def main(argv: list[str] | None = None) -> dict:
+    external = any(flag_value(argv, f) for f in ("--data_dir", "--dataset_name"))
     args, data_args, log_args = parse_args(
         (EvalArguments, DataArguments, LoggingArguments),
         argv,
         description=__doc__,
-        defaults={"report_to": "none", **run_defaults(flag_value(argv, "--model"))},
+        # An external source takes none of the run's data options (groups, metadata, caps, ...).
+        defaults={"report_to": "none", **({} if external else run_defaults(flag_value(argv, "--model")))},
     )
+    split_name = args.split or ("all" if external else "test")
     prepare_wandb(log_args.report_to)
     accelerator = Accelerator(log_with=None if log_args.report_to == "none" else log_args.report_to)
     logging.basicConfig(
@@ -88,23 +116,31 @@ def main(argv: list[str] | None = None) -> dict:
         format="%(levelname)s %(name)s: %(message)s",
     )
     run_dir = Path(args.model)
-    out = Path(
-        args.output_dir
-        or (run_dir / f"eval_{args.split}" if run_dir.is_dir() else f"outputs/eval_{args.split}")
-    )
+    source = data_args.data_dir or data_args.dataset_name
+    tag = Path(source).name if external and split_name == "all" else split_name
+    out = Path(args.output_dir or (run_dir / f"eval_{tag}" if run_dir.is_dir() else f"outputs/eval_{tag}"))
 
+    loaded = load_model(args.model)
     with accelerator.main_process_first():
-        data = load_skin_dataset(data_args)
-    model, label_names, data_cfg = load_model(args.model)
+        data = load_skin_dataset(data_args, known_classes=loaded.label_names)
+    label_names = loaded.label_names
     unknown = [c for c in data.class_names if c not in label_names]
     if unknown:
+        where = f"--data_dir={data_args.data_dir!r}" if data_args.data_dir else data.report.source
         raise ValueError(
-            f"--model={args.model!r} does not know the data's classes {unknown}; it was trained on {label_names}"
+            f"{where}: class(es) {unknown} unknown to --model={args.model!r}, which knows {label_names}; "
+            "rename or remove those class folders"
         )
-    # Data label ids -> the model's output columns (class sets may be ordered differently).
+    # Data label ids -> the model's output columns (class sets may differ in order and size).
     to_model = np.array([label_names.index(c) for c in data.class_names])
+    tta, temperature = args.tta or loaded.tta, args.temperature or loaded.temperature
 
-    split = set_transforms({args.split: data.dataset[args.split]}, data_cfg)[args.split]
+    table = (
+        concatenate_datasets([data.dataset[s] for s in data.dataset])
+        if split_name == "all"
+        else data.dataset[split_name]
+    )
+    split = set_transforms({"eval": table}, loaded.data_cfg)["eval"]
     loader = build_dataloader(
         split,
         args.batch_size,
@@ -113,53 +149,46 @@ def main(argv: list[str] | None = None) -> dict:
         pin_memory=data_args.pin_memory,
         persistent_workers=False,
     )
-    model, loader = accelerator.prepare(model, loader)
-    if log_args.report_to != "none":
-        name = log_args.run_name or f"eval-{Path(args.model).name}-{args.split}"
-        init = {
-            "wandb": {
-                "name": name,
-                "group": log_args.run_group,
-                "tags": ["eval", args.split, *(log_args.tags or [])],
-                "dir": str(out),
-                "job_type": "eval",
-            }
-        }
-        accelerator.init_trackers(
-            log_args.project,
-            config={"eval": vars(args), "data": vars(data_args), "label_names": label_names},
-            init_kwargs=init,
-        )
+    model, loader = accelerator.prepare(loaded.model, loader)
+    config = {"eval": vars(args), "data": vars(data_args), "label_names": label_names}
+    start_tracking(
+        accelerator, log_args, config, out, "eval", f"eval-{Path(args.model).name}-{tag}", tags=["eval", tag]
+    )
     res = evaluate(
         accelerator,
         model,
         loader,
-        BatchNormalizer(data_cfg, accelerator.device),
-        tta_flip=args.tta_flip,
-        desc=args.split,
+        BatchNormalizer(loaded.data_cfg, accelerator.device),
+        tta=tta,
+        temperature=temperature,
+        desc=tag,
     )
     labels = to_model[res.labels]
     metrics = {}
     if accelerator.is_main_process:
-        paths = paths_of(data.dataset[args.split], res.sample_ids)
+        paths = paths_of(table, res.sample_ids)
         extra = {
             "model": args.model,
-            "split": args.split,
-            "tta_flip": args.tta_flip,
-            "data_source": data.report.source,
+            "split": split_name,
+            "tta": tta,
+            "temperature": temperature,
+            "data_source": data.report.source + (f" ({data.report.root})" if data.report.root else ""),
+            "classes_in_data": data.class_names,
             "images_per_sec": res.images_per_sec,
             "num_processes": accelerator.num_processes,
         }
         metrics = write_evaluation(out, labels, res.probs, label_names, paths, extra)
-        print(
-            format_metrics_table(
-                metrics, f"{args.model} on {args.split}" + (" (flip TTA)" if args.tta_flip else "")
+        missing = [c for c in label_names if c not in data.class_names]
+        title = f"{args.model} on {tag}, tta {tta}, temperature {temperature:.3f}"
+        print(format_metrics_table(metrics, title))
+        if missing:
+            print(
+                f"classes of the model absent from the data (recall undefined, left out of balanced accuracy): {missing}"
             )
-        )
         print(f"wrote {out}/metrics.json, per_class.csv, predictions.csv and plots")
-        accelerator.log({f"{args.split}/{k}": v for k, v in scalar_metrics(metrics).items()})
+        accelerator.log({f"{tag}/{k}": v for k, v in scalar_metrics(metrics).items()})
         wb = wandb_run(accelerator)
-        log_evaluation(wb, metrics, args.split)
+        log_evaluation(wb, metrics, tag)
         log_images(wb, {f"plots/{p.removesuffix('.png')}": out / p for p in EVAL_PLOTS})
     accelerator.end_training()
     return scalar_metrics(metrics)

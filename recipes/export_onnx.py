@@ -3,7 +3,9 @@
     python recipes/export_onnx.py --model outputs/demo --output outputs/demo/model.onnx
 
 The graph takes ``pixel_values`` (N, 3, S, S; normalised with the model's mean/std, dynamic N) and
-returns ``logits``. The maximum absolute logit difference to PyTorch on random inputs is printed and
+returns ``logits``. Label names, mean, std, input and resize size are stored in the model's
+``metadata_props`` (``onnxruntime``: ``session.get_modelmeta().custom_metadata_map``; values that are not
+strings are JSON). The maximum absolute logit difference to PyTorch on random inputs is printed and
 written to ``<output>.json`` beside the model.
 """
 
@@ -39,11 +41,20 @@ class OnnxArguments:
 
 def main(argv: list[str] | None = None) -> dict:
     (args,) = parse_args((OnnxArguments,), argv, description=__doc__)
-    model, labels, cfg = load_model(args.model)
+    model, labels, cfg = load_model(args.model)[:3]
     out = Path(
         args.output or (Path(args.model) / "model.onnx" if Path(args.model).is_dir() else "model.onnx")
     )
-    export_onnx(model, out, cfg.image_size, args.opset)
+    meta = {
+        "label_names": labels,
+        "mean": list(cfg.mean),
+        "std": list(cfg.std),
+        "input_size": [3, cfg.image_size, cfg.image_size],
+        "resize_size": cfg.resize_size,
+        "interpolation": cfg.interpolation,
+        "input_range": "RGB scaled to [0, 1], then (x - mean) / std",
+    }
+    export_onnx(model, out, cfg.image_size, args.opset, metadata=meta)
     torch.manual_seed(0)
     check = onnx_max_abs_diff(model, out, torch.randn(args.check_batch, 3, cfg.image_size, cfg.image_size))
     report = {

@@ -2,6 +2,10 @@
 
     python recipes/predict.py --model outputs/demo --inputs photo.jpg more_photos/ "batch/*.png" --top_k 3
     python recipes/predict.py --model hf-hub:my-org/skinacc-b3 --inputs scans/ --output predictions.json
+    python recipes/predict.py --model outputs/dermoscopy --inputs photo.jpg --tta dihedral
+
+Probabilities use the model's stored test-time augmentation and calibrated temperature (written by
+``train.py --tta ... --calibrate``) unless --tta/--temperature say otherwise.
 
 Inputs are files, folders (searched recursively) or glob patterns. Prints a table and writes CSV or
 JSON (by the --output suffix). Not a medical device.
@@ -13,6 +17,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from _cli import parse_args, run
@@ -33,6 +38,17 @@ class PredictArguments:
         default_factory=list, metadata={"help": "Image files, folders or glob patterns."}
     )
     top_k: int = field(default=3, metadata={"help": "Labels reported per image."})
+    tta: Literal["none", "flip", "dihedral"] | None = field(
+        default=None,
+        metadata={
+            "help": "Test-time augmentation: average over the image and its mirror ('flip') or its 8 "
+            "flips/rotations ('dihedral'). Default: what the model was evaluated with (stored in its config.json)."
+        },
+    )
+    temperature: float | None = field(
+        default=None,
+        metadata={"help": "Softmax temperature. Default: the model's calibrated one (1.0 if it has none)."},
+    )
     batch_size: int = field(default=64, metadata={"help": "Images per forward pass."})
     output: str | None = field(default=None, metadata={"help": "Write results to this .csv or .json file."})
     device: str = field(
@@ -47,6 +63,8 @@ class PredictArguments:
             p.append(f"--top_k={self.top_k}: must be >= 1")
         if self.batch_size < 1:
             p.append(f"--batch_size={self.batch_size}: must be >= 1")
+        if self.temperature is not None and self.temperature <= 0:
+            p.append(f"--temperature={self.temperature}: must be > 0")
         if self.output and Path(self.output).suffix.lower() not in (".csv", ".json"):
             p.append(f"--output={self.output!r}: must end in .csv or .json")
         return p
@@ -55,8 +73,21 @@ class PredictArguments:
 def main(argv: list[str] | None = None) -> list[dict]:
     (args,) = parse_args((PredictArguments,), argv, description=__doc__)
     files = collect_images(args.inputs)
-    model, labels, cfg = load_model(args.model, args.device)
-    results = predict_images(model, files, labels, cfg, args.batch_size, args.top_k, args.device)
+    m = load_model(args.model, args.device)
+    tta = args.tta or m.tta
+    temperature = args.temperature or m.temperature
+    print(f"model {args.model}: {len(m.label_names)} classes, tta {tta}, temperature {temperature:.3f}")
+    results = predict_images(
+        m.model,
+        files,
+        m.label_names,
+        m.data_cfg,
+        args.batch_size,
+        args.top_k,
+        args.device,
+        tta=tta,
+        temperature=temperature,
+    )
     width = min(60, max(len(r["path"]) for r in results))
     for r in results:
         shown = r["path"] if len(r["path"]) <= width else "..." + r["path"][-width + 3 :]

@@ -27,7 +27,7 @@ from skinacc.engine import TrainState, train_one_epoch
 from skinacc.pipeline import build_training
 from skinacc.plots import plot_profile
 from skinacc.profiling import summarize_profile
-from skinacc.tracking import launch_info, log_artifact, log_images, prepare_wandb, wandb_run
+from skinacc.tracking import launch_info, log_artifact, log_images, prepare_wandb, start_tracking, wandb_run
 
 
 @dataclass
@@ -136,18 +136,15 @@ def main(argv: list[str] | None = None) -> dict:
             + ", ".join(p.name for p in plots)
         )
         if log_args.report_to != "none":
-            accelerator.init_trackers(
-                log_args.project,
-                config={"profile": vars(prof_args), "model": model_args.model},
-                init_kwargs={"wandb": {"job_type": "profile", "dir": str(out)}},
-            )
+            config = {"profile": vars(prof_args), "model": model_args.model}
+            start_tracking(accelerator, log_args, config, out, "profile")
             wb = wandb_run(accelerator)
             log_images(wb, {f"profile/{q.stem}": q for q in plots})
             files = sorted(out.glob("profile_*.json")) + sorted(out.glob("summary*.json")) + plots
             log_artifact(
                 wb,
                 files,
-                "profiler-traces",
+                f"profiler-traces-{wb.id}" if wb else "profiler-traces",
                 "profile",
                 metadata={"steps": prof_args.profile_steps, "device": summary["device"]},
             )

@@ -4,8 +4,9 @@
     python recipes/push_to_hub.py --model outputs/demo --dry_run --output_dir outputs/demo/hub   # no upload
 
 The folder holds config.json (architecture, num_classes, label_names, pretrained_cfg with mean, std,
-input size and crop), model.safetensors and README.md (Hub metadata, test metrics, training set-up,
-intended use, limitations). It loads with ``timm.create_model("hf-hub:<id>", pretrained=True)`` and
+input size and crop), model.safetensors, class_map.txt (timm's --class-map format) and README.md (a
+model card built with huggingface_hub: Hub metadata with base model, licence and eval results, test
+metrics, training set-up, intended use, limitations). It loads with ``timm.create_model("hf-hub:<id>", pretrained=True)`` and
 with transformers' ``pipeline("image-classification", model="<id>")``.
 """
 
@@ -34,6 +35,13 @@ class PushArguments:
     )
     dry_run: bool = field(default=False, metadata={"help": "Write the folder only; do not upload."})
     private: bool = field(default=False, metadata={"help": "Create the repository as private."})
+    license: str | None = field(
+        default=None,
+        metadata={
+            "help": "Licence id for the model card, e.g. cc-by-nc-sa-4.0 (the shared ISIC set's HAM10000 terms). "
+            "Default: 'other', the training data's terms apply."
+        },
+    )
 
     def validate(self) -> list[str]:
         p = []
@@ -46,7 +54,9 @@ class PushArguments:
 
 def main(argv: list[str] | None = None) -> Path:
     (args,) = parse_args((PushArguments,), argv, description=__doc__)
-    folder = export_for_hub(args.model, args.output_dir or Path(args.model) / "hub", args.hub_model_id)
+    folder = export_for_hub(
+        args.model, args.output_dir or Path(args.model) / "hub", args.hub_model_id, args.license
+    )
     print(f"wrote {folder}: " + ", ".join(sorted(p.name for p in folder.iterdir())))
     if not args.dry_run:
         print(

@@ -32,10 +32,12 @@ import torch
 from _cli import parse_args, run
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from safetensors.torch import load_file
 
-from skinacc.callbacks import EarlyStopping, build_plateau_scheduler, current_lr
-from skinacc.checkpoint import CheckpointError, load_checkpoint, resolve_resume_path, save_checkpoint
+from skinacc.callbacks import build_selection, current_lr
+from skinacc.checkpoint import Checkpointer
 from skinacc.config import (
+    RUN_CONFIG,
     DataArguments,
     LoggingArguments,
     ModelArguments,
@@ -44,21 +46,20 @@ from skinacc.config import (
     save_config,
 )
 from skinacc.data import paths_of
-from skinacc.engine import TrainState, assert_ranks_agree, evaluate, train_one_epoch
-from skinacc.hub import export_for_hub, push_folder_to_hub, save_timm_folder
-from skinacc.metrics import compute_all
-from skinacc.metrics.report import EVAL_PLOTS, format_metrics_table, scalar_metrics, write_evaluation
-from skinacc.pipeline import build_training
+from skinacc.engine import TrainState, assert_ranks_agree, calibrate_and_test, evaluate, train_one_epoch
+from skinacc.hub import export_for_hub, push_folder_to_hub, save_timm_folder, set_inference
+from skinacc.metrics.report import format_metrics_table, scalar_metrics, write_evaluation
+from skinacc.pipeline import SKIP_LOG, build_training
 from skinacc.plots import plot_training_curves
+from skinacc.rundir import claim_output_dir
+from skinacc.stopping import EXIT_STOPPED, StopRequest, TrainingStopped
 from skinacc.tracking import (
     format_epoch_line,
     launch_info,
-    log_artifact,
-    log_evaluation,
-    log_images,
+    log_run_end,
     prepare_wandb,
     run_identity,
-    wandb_run,
+    start_tracking,
     write_history,
     write_json,
 )
@@ -85,240 +86,221 @@ def main(argv: list[str] | None = None) -> dict:
         format="%(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("accelerate").setLevel(logging.WARNING)
+    # Before anything is written: one run per folder at a time, never two runs mixed in one folder.
+    lock = (
+        claim_output_dir(out, bool(args.resume_from_checkpoint), args.overwrite_output_dir)
+        if accelerator.is_main_process
+        else None
+    )
+    accelerator.wait_for_everyone()
+    stop = StopRequest(accelerator)  # SIGTERM or a dead launcher: checkpoint at the next step, exit 143
     set_seed(args.seed)
 
     pieces = build_training(accelerator, data_args, model_args, args)
-    data, ds, model, optimizer = pieces.data, pieces.datasets, pieces.model, pieces.optimizer
-    weights, data_cfg, normalizer = pieces.weights, pieces.data_cfg, pieces.normalizer
-    loss_fn, train_tf = pieces.loss_fn, pieces.train_transform
-    train_loader, val_loader, test_loader = pieces.train_loader, pieces.val_loader, pieces.test_loader
-    if not len(ds["validation"]):
-        raise ValueError(
-            f"--val_size={data_args.val_size}: the validation split is empty, but ReduceLROnPlateau, early stopping and the best-model choice need one"
-        )
-    # Not prepared on purpose: see skinacc.callbacks (accelerate would step it once per process).
-    scheduler = build_plateau_scheduler(optimizer, args.plateau_factor, args.plateau_patience, args.min_lr)
-    stopper = EarlyStopping(args.early_stopping_patience, args.early_stopping_min_delta)
+    data, ds, model, ema = pieces.data, pieces.datasets, pieces.model, pieces.ema
+    normalizer, class_names = pieces.normalizer, pieces.data.class_names
+    validate = not args.final_fit
+    # The epoch-level plateau (or the per-step cosine) and early stopping on --select_metric; none of
+    # them goes through accelerator.prepare (see skinacc.callbacks).
+    scheduler, stopper = build_selection(args, pieces.optimizer, pieces.lr_scheduler)
     state = TrainState(world_size=accelerator.num_processes, process_index=accelerator.process_index)
-    accelerator.register_for_checkpointing(scheduler, stopper, state)
+    eval_model = ema.module if ema else model  # what is validated, kept as best and exported
 
     launch = launch_info(accelerator)
     identity = run_identity(model_args.model, launch, data.report.source, model_args.channels_last)
-    manifest_id = {"model": model_args.model, "class_names": data.class_names}
+    options = config_to_dict(data_args, model_args, args, log_args)
+    states = {"scheduler": scheduler, "early_stopping": stopper, "train_state": state}
+    ckpt = Checkpointer(
+        accelerator,
+        out / "checkpoints",
+        {"model": model_args.model, "class_names": class_names},
+        states | ({"ema": ema} if ema else {}),
+        args.keep_last_checkpoints,
+        options,
+    )
     if args.resume_from_checkpoint:
-        path = resolve_resume_path(args.resume_from_checkpoint, out / "checkpoints")
-        load_checkpoint(accelerator, path, manifest_id)
-        if state.batch_in_epoch and state.saved_world_size != accelerator.num_processes:
-            raise CheckpointError(
-                f"--resume_from_checkpoint={path}: saved mid-epoch with {state.saved_world_size} processes; resume with the same number (now {accelerator.num_processes})"
-            )
+        path = ckpt.resume(args.resume_from_checkpoint)
+        if pieces.lr_scheduler is not None:
+            pieces.lr_scheduler.step_update(state.global_step)
         accelerator.print(
             f"resumed from {path}: epoch {state.epoch + 1}, batch {state.batch_in_epoch}, step {state.global_step}"
         )
 
-    extra = {
-        "launch": launch,
-        "run": identity,
-        "resolved": {
-            "weights": weights.describe(),
-            "data_config": data_cfg.to_dict(),
-            "num_classes": data.num_classes,
-            "class_names": data.class_names,
-            "global_batch_size": args.batch_size * accelerator.num_processes * args.grad_accum_steps,
-            "data_workers": pieces.workers,
-        },
-    }
+    extra = {"launch": launch, "run": identity, "resolved": pieces.resolved(accelerator, args)}
     if accelerator.is_main_process:
-        save_config(out / "config.yaml", data_args, model_args, args, log_args, extra=extra)
+        save_config(out / RUN_CONFIG, data_args, model_args, args, log_args, extra=extra)
         data.report.save(out / "data_report.json")
-    if log_args.report_to != "none":
-        cfg = config_to_dict(data_args, model_args, args, log_args) | extra
-        init = {
-            "wandb": {
-                "name": log_args.run_name or identity["name"],
-                "group": log_args.run_group or identity["group"],
-                "tags": identity["tags"] + (log_args.tags or []),
-                "dir": str(out),
-                "job_type": "train",
-            }
-        }
-        accelerator.init_trackers(log_args.project, config=cfg, init_kwargs=init)
-
-    def checkpoint() -> None:
-        state.snapshot(accelerator)
-        manifest = manifest_id | {
-            "epoch": state.epoch,
-            "batch_in_epoch": state.batch_in_epoch,
-            "global_step": state.global_step,
-            "world_size": accelerator.num_processes,
-        }
-        save_checkpoint(
-            accelerator, out / "checkpoints", state.global_step, manifest, args.keep_last_checkpoints
-        )
+    start_tracking(accelerator, log_args, options | extra, out, "train", **identity)
 
     def on_step(st: TrainState, loss: torch.Tensor) -> None:
         if log_args.report_to != "none" and st.global_step % args.log_every_n_steps == 0:
             accelerator.log(
                 {
                     "train/step_loss": accelerator.reduce(loss, "mean").item(),
-                    "train/lr": current_lr(optimizer),
+                    "train/lr": current_lr(pieces.optimizer),
                 },
                 step=st.global_step,
             )
         if args.checkpoint_every_n_steps and st.global_step % args.checkpoint_every_n_steps == 0:
-            checkpoint()
+            ckpt.save()
+        if stop.requested(st.global_step):
+            ckpt.save()
+            raise TrainingStopped
 
-    while state.epoch < args.epochs and not stopper.should_stop:
+    def run_epoch() -> None:
         epoch = state.epoch
-        train_loader.set_epoch(epoch)
-        train_tf.set_epoch(epoch)
+        pieces.train_loader.set_epoch(epoch)
+        pieces.train_transform.set_epoch(epoch)
         loader = (
-            accelerator.skip_first_batches(train_loader, state.batch_in_epoch)
+            accelerator.skip_first_batches(pieces.train_loader, state.batch_in_epoch)
             if state.batch_in_epoch
-            else train_loader
+            else pieces.train_loader
         )
         tr = train_one_epoch(
             accelerator,
             model,
             loader,
-            optimizer,
-            loss_fn,
+            pieces.optimizer,
+            pieces.loss_fn,
             normalizer,
             state,
             max_batches=args.max_steps_per_epoch,
             max_grad_norm=args.max_grad_norm,
             on_step=on_step,
             desc=f"epoch {epoch + 1}",
+            lr_scheduler=pieces.lr_scheduler,
+            ema=ema,
         )
-        val = evaluate(accelerator, model, val_loader, normalizer, desc="validate")
-        assert_ranks_agree(accelerator, val.loss, "validation loss")
-        val_metrics = (
-            compute_all(val.labels, val.probs, data.class_names, top_k=()) if len(val.labels) else {}
-        )
-        lr = current_lr(optimizer)
-        scheduler.step(val.loss)  # same gathered value on every rank: same decision everywhere
-        improved = stopper.step(val.loss, epoch)
-        record = {
-            "epoch": epoch,
-            "train_loss": tr["loss"],
-            "train_accuracy": tr["accuracy"],
-            "val_loss": val.loss,
-            "val_accuracy": val.accuracy,
-            "val_balanced_accuracy": val_metrics.get("balanced_accuracy", float("nan")),
-            "val_macro_f1": val_metrics.get("macro_f1", float("nan")),
-            "val_roc_auc_macro": val_metrics.get("roc_auc_macro", float("nan")),
-            "val_ece": val_metrics.get("ece", float("nan")),
-            "val_images": len(val.labels),
+        lr = current_lr(pieces.optimizer)  # the epoch's (plateau) or its last step's (cosine) lr
+        # Epochs are numbered from 1 wherever a user sees them (console, history, card, summary, W&B).
+        record = {"epoch": epoch + 1, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"]}
+        improved = True  # --final_fit: the last epoch is the model
+        if validate:
+            val = evaluate(accelerator, eval_model, pieces.val_loader, normalizer, desc="validate")
+            assert_ranks_agree(accelerator, val.loss, "validation loss")
+            vm = val.headline_metrics(class_names)
+            record |= {f"val_{k}": v for k, v in vm.items()}
+            monitored = vm[args.select_metric.removeprefix("val_")]
+            if pieces.lr_scheduler is None:
+                scheduler.step(monitored)  # same gathered value on every rank: same decision everywhere
+            improved = stopper.step(monitored, epoch + 1)
+        else:
+            stopper.best_epoch = epoch + 1
+        record |= {k: tr[k] for k in ("images_per_sec", "data_wait_pct", "step_time_ms", "peak_mem_mb")}
+        record |= {
             "lr": lr,
-            "images_per_sec": tr["images_per_sec"],
-            "data_wait_pct": tr["data_wait_pct"],
-            "step_time_ms": tr["step_time_ms"],
             "epoch_seconds": tr["seconds"],
-            "peak_mem_mb": tr["peak_mem_mb"],
             "global_step": state.global_step,
             "is_best": improved,
         }
         state.history.append(record)
         if improved and accelerator.is_main_process:
-            meta = {
-                "skinacc.json": json.dumps(
-                    {
-                        "epoch": epoch,
-                        "val_loss": val.loss,
-                        "val_accuracy": val.accuracy,
-                        "weights": weights.describe(),
-                    },
-                    indent=2,
-                )
-            }
+            facts = {k: v for k, v in record.items() if k.startswith("val_")}
+            meta = {"epoch": epoch + 1, **facts, "ema": ema is not None, "weights": pieces.weights.describe()}
             save_timm_folder(
-                accelerator.unwrap_model(model, keep_torch_compile=False),
+                accelerator.unwrap_model(eval_model, keep_torch_compile=False),
                 out / "best",
-                data.class_names,
-                data_cfg,
-                meta,
+                class_names,
+                pieces.data_cfg,
+                {"skinacc.json": json.dumps(meta, indent=2)},
+                inference={"tta": args.tta, "temperature": 1.0},
             )
         state.epoch += 1
         state.start_epoch()
-        checkpoint()
+        ckpt.save()
         accelerator.print(format_epoch_line(record, args.epochs))
         if accelerator.is_main_process:
             write_history(out, state.history)
+            if data.report.add_skipped(out / SKIP_LOG):  # images that failed to decode this epoch
+                data.report.save(out / "data_report.json")
         accelerator.log({f"epoch/{k}": float(v) for k, v in record.items()}, step=state.global_step)
+
+    try:
+        while state.epoch < args.epochs and not stopper.should_stop:
+            run_epoch()
+    except TrainingStopped:
+        accelerator.print(
+            f"stopped by {stop.signal or 'a stop request'} at step {state.global_step}: checkpoint {ckpt.last} saved; "
+            "continue with --resume_from_checkpoint latest"
+        )
+        accelerator.end_training()
+        raise SystemExit(EXIT_STOPPED) from None
     if stopper.should_stop:
         accelerator.print(
-            f"early stopping: no val_loss improvement for {stopper.bad_epochs} epochs (best {stopper.best:.4f} at epoch {stopper.best_epoch + 1})"
+            f"early stopping: no {args.select_metric} improvement for {stopper.bad_epochs} epochs (best {stopper.best:.4f} at epoch {stopper.best_epoch})"
         )
 
     metrics: dict = {}
     summary = {
         "best_epoch": stopper.best_epoch,
-        "best_val_loss": stopper.best,
+        "select_metric": args.select_metric,
+        f"best_{args.select_metric}": stopper.best if validate else None,
         "epochs_run": state.epoch,
         "stopped_early": stopper.should_stop,
+        "final_fit": args.final_fit,
         "launch": launch,
     }
     accelerator.wait_for_everyone()
-    if args.eval_test and len(ds["test"]) and (out / "best" / "model.safetensors").is_file():
-        from safetensors.torch import load_file
-
-        accelerator.unwrap_model(model, keep_torch_compile=False).load_state_dict(
-            load_file(str(out / "best" / "model.safetensors"))
+    best = out / "best"
+    testing = args.eval_test and len(ds["test"]) > 0
+    if (best / "model.safetensors").is_file() and (args.calibrate or testing):
+        best_sd = load_file(str(best / "model.safetensors"))
+        accelerator.unwrap_model(model, keep_torch_compile=False).load_state_dict(best_sd)
+        cal, test = calibrate_and_test(
+            accelerator,
+            model,
+            normalizer,
+            val_loader=pieces.val_loader if args.calibrate else None,
+            test_loader=pieces.test_loader if testing else None,
+            tta=args.tta,
         )
-        test = evaluate(accelerator, model, test_loader, normalizer, tta_flip=args.tta_flip, desc="test")
-        summary |= {"test_loss": test.loss, "test_images": len(test.labels)}
-        if accelerator.is_main_process:
+        if cal:
+            summary |= {f"calibration_val_{k}": v for k, v in cal.items()}
+            if accelerator.is_main_process:
+                set_inference(best, temperature=cal["temperature"], calibrated_on="validation")
+            accelerator.print(
+                f"calibration on validation ({cal['images']} images, tta {args.tta}): temperature "
+                f"{cal['temperature']:.3f}, ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}, "
+                f"NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}"
+            )
+        if test is not None and accelerator.is_main_process:
             extra = {
                 "model": model_args.model,
                 "split": "test",
                 "checkpoint": "best",
                 "best_epoch": stopper.best_epoch,
-                "tta_flip": args.tta_flip,
             }
-            metrics = write_evaluation(
-                out / "eval_test",
-                test.labels,
-                test.probs,
-                data.class_names,
-                paths_of(data.dataset["test"], test.sample_ids),
-                extra,
-            )
+            extra |= {
+                "tta": args.tta,
+                "temperature": test.temperature,
+                "ece_uncalibrated": test.uncalibrated_ece(),
+            }
+            paths = paths_of(data.dataset["test"], test.sample_ids)
+            metrics = write_evaluation(out / "eval_test", test.labels, test.probs, class_names, paths, extra)
+            summary |= {"test_loss": test.loss, "test_images": len(test.labels)}
             summary |= {f"test_{k}": v for k, v in scalar_metrics(metrics).items() if k != "num_samples"}
-            accelerator.print(
-                format_metrics_table(metrics, f"test split, best checkpoint (epoch {stopper.best_epoch + 1})")
-            )
+            title = f"test split, best checkpoint (epoch {stopper.best_epoch}, tta {args.tta})"
+            accelerator.print(format_metrics_table(metrics, title))
             accelerator.log(
                 {f"test/{k}": v for k, v in scalar_metrics(metrics).items()}, step=state.global_step
             )
     if accelerator.is_main_process:
+        if data.report.add_skipped(out / SKIP_LOG):  # read for the first time by the final test
+            data.report.save(out / "data_report.json")
         write_json(out / "summary.json", summary)
         if state.history:
             plot_training_curves(state.history, out / "training_curves.png")
-        wb = wandb_run(accelerator)
-        log_images(
-            wb,
-            {
-                "plots/training_curves": out / "training_curves.png",
-                **{f"plots/test_{p.removesuffix('.png')}": out / "eval_test" / p for p in EVAL_PLOTS},
-            },
-        )
-        if metrics:
-            log_evaluation(wb, metrics, "test")
-        if log_args.log_model and (out / "best").is_dir():
-            log_artifact(
-                wb,
-                out / "best",
-                f"{identity['name']}-best",
-                "model",
-                metadata={k: v for k, v in summary.items() if k != "launch"},
-                aliases=["best"],
-            )
+        artifact = f"{identity['name']}-best" if log_args.log_model else None
+        log_run_end(accelerator, out, metrics, {k: v for k, v in summary.items() if k != "launch"}, artifact)
         if log_args.push_to_hub:
-            folder = export_for_hub(out, out / "hub", log_args.hub_model_id)
+            folder = export_for_hub(out, out / "hub", log_args.hub_model_id, log_args.hub_license)
             accelerator.print(
                 f"pushed {folder} to the Hub: {push_folder_to_hub(folder, log_args.hub_model_id, log_args.hub_private)}"
             )
     accelerator.end_training()
+    stop.restore()
+    if lock is not None:
+        lock.release()
     return summary
 
 

@@ -16,7 +16,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["EarlyStopping", "build_plateau_scheduler", "current_lr"]
+__all__ = [
+    "EarlyStopping",
+    "build_cosine_scheduler",
+    "build_plateau_scheduler",
+    "build_selection",
+    "current_lr",
+]
 
 
 class EarlyStopping:
@@ -40,7 +46,8 @@ class EarlyStopping:
         self.should_stop = False
 
     def step(self, value: float, epoch: int) -> bool:
-        """Record an epoch's value; return True when it is a new best."""
+        """Record an epoch's value (``epoch`` as the caller numbers it; skinacc counts from 1); return
+        True when it is a new best."""
         better = (
             value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
         )
@@ -64,13 +71,69 @@ class EarlyStopping:
 
 
 def build_plateau_scheduler(
-    optimizer: torch.optim.Optimizer, factor: float = 0.5, patience: int = 1, min_lr: float = 0.0
+    optimizer: torch.optim.Optimizer,
+    factor: float = 0.5,
+    patience: int = 1,
+    min_lr: float = 0.0,
+    mode: str = "min",
 ) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
-    """ReduceLROnPlateau on validation loss, to be stepped once per epoch on every process."""
+    """ReduceLROnPlateau on a validation metric (``mode`` "min" for losses, "max" for accuracies), to be
+    stepped once per epoch on every process."""
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=factor, patience=patience, min_lr=min_lr
+        optimizer, mode=mode, factor=factor, patience=patience, min_lr=min_lr
+    )
+
+
+def build_cosine_scheduler(
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: float = 0.0,
+    min_lr: float = 0.0,
+):
+    """timm's ``CosineLRScheduler`` over ``epochs x steps_per_epoch`` optimizer updates.
+
+    Linear warm-up from ``min_lr`` to the optimizer's lr over ``warmup_epochs`` (fractions allowed), then
+    a half cosine down to ``min_lr`` at the last update. Step it with ``step_update(global_step)`` after
+    every optimizer step (``engine.train_one_epoch`` does): the lr is a function of the step count alone,
+    and the state it checkpoints is plain data. Not for ``accelerator.prepare`` either: accelerate would
+    step it once per process.
+    """
+    from timm.scheduler import CosineLRScheduler
+
+    total = max(1, int(epochs * steps_per_epoch))
+    warmup = min(int(round(warmup_epochs * steps_per_epoch)), total - 1)
+    return CosineLRScheduler(
+        optimizer,
+        t_initial=total - warmup,
+        lr_min=min_lr,
+        warmup_t=warmup,
+        warmup_lr_init=min_lr,
+        warmup_prefix=True,
+        t_in_epochs=False,
     )
 
 
 def current_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
+
+
+def build_selection(args, optimizer: torch.optim.Optimizer, lr_scheduler=None) -> tuple[Any, EarlyStopping]:
+    """The epoch-level decisions of a run: its lr schedule and its early stopper.
+
+    Args:
+        args: ``TrainArguments`` (``select_metric``, plateau and early-stopping settings, ``final_fit``).
+        optimizer: The (prepared) optimizer.
+        lr_scheduler: The per-step schedule when ``--scheduler cosine`` (returned as is); otherwise a
+            plateau scheduler on ``--select_metric`` is built.
+
+    Returns:
+        ``(scheduler, stopper)``; both have ``state_dict``/``load_state_dict`` for checkpoints.
+        With ``final_fit`` the stopper never stops (there is no validation to watch).
+    """
+    mode = "min" if args.select_metric == "val_loss" else "max"
+    scheduler = lr_scheduler or build_plateau_scheduler(
+        optimizer, args.plateau_factor, args.plateau_patience, args.min_lr, mode
+    )
+    patience = 0 if args.final_fit else args.early_stopping_patience
+    return scheduler, EarlyStopping(patience, args.early_stopping_min_delta, mode)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 
 __all__ = [
+    "RUN_CONFIG",
     "ConfigError",
     "DataArguments",
     "LoggingArguments",
@@ -28,6 +29,7 @@ __all__ = [
     "TrainArguments",
     "config_to_dict",
     "load_yaml_config",
+    "read_run_config",
     "save_config",
     "validate",
 ]
@@ -87,7 +89,7 @@ class DataArguments:
     split_seed: int = _help("Seed of the stratified (and group-aware) split.", default=42)
     verify_images: Literal["full", "header", "none"] = _help(
         "Check images before training: 'full' decodes each one (cached), 'header' only opens it, 'none' "
-        "trusts the files. Unreadable images are skipped and listed in bad_files.json.",
+        "trusts the files. Unreadable images are skipped and listed in data_report.json (so are those found only while training).",
         default="full",
     )
     image_size: int | None = _help(
@@ -101,7 +103,30 @@ class DataArguments:
         "Normalisation mean (default: the model's pretrained_cfg).", default=None
     )
     std: list[float] | None = _help("Normalisation std (default: the model's pretrained_cfg).", default=None)
-    hflip: float = _help("Probability of a horizontal flip in training.", default=0.5)
+    augment: Literal["seed", "dermoscopy"] = _help(
+        "Training augmentation preset. 'seed': the seed's resize, random crop and horizontal flip. "
+        "'dermoscopy': random-resized crop, the 8 flips/90-degree rotations (a dermoscopic image has no "
+        "'up'), colour jitter, TrivialAugment and random erasing (torchvision v2, keyed per sample).",
+        default="seed",
+    )
+    hflip: float = _help("Probability of a horizontal flip in training (--augment seed).", default=0.5)
+    crop_scale_min: float | None = _help(
+        "Smallest image area a random-resized crop keeps (--augment dermoscopy; default 0.35).", default=None
+    )
+    color_jitter: float | None = _help(
+        "Brightness/contrast/saturation jitter strength, hue a tenth of it (--augment dermoscopy; "
+        "default 0.2; 0 turns it off).",
+        default=None,
+    )
+    auto_augment: Literal["none", "trivial", "rand"] | None = _help(
+        "Automatic augmentation policy: torchvision's TrivialAugmentWide ('trivial'), RandAugment(2, 9) "
+        "('rand') or 'none' (--augment dermoscopy; default trivial).",
+        default=None,
+    )
+    random_erasing: float | None = _help(
+        "Probability of erasing a random rectangle with the mean colour (--augment dermoscopy; default 0.25).",
+        default=None,
+    )
     fast_decode: bool = _help(
         "Decode JPEGs at reduced size with libjpeg DCT scaling when the file is far larger than resize_size.",
         default=True,
@@ -153,6 +178,17 @@ class DataArguments:
             p.append(f"--std={self.std}: every value must be > 0")
         if not 0.0 <= self.hflip <= 1.0:
             p.append(f"--hflip={self.hflip}: must be a probability in [0, 1]")
+        knobs = ("crop_scale_min", "color_jitter", "auto_augment", "random_erasing")
+        if self.augment == "seed":
+            for name in knobs:
+                if getattr(self, name) is not None:
+                    p.append(f"--{name}={getattr(self, name)}: applies to --augment dermoscopy, not 'seed'")
+        if self.crop_scale_min is not None and not 0.0 < self.crop_scale_min <= 1.0:
+            p.append(f"--crop_scale_min={self.crop_scale_min}: must be in (0, 1]")
+        if self.color_jitter is not None and not 0.0 <= self.color_jitter <= 1.0:
+            p.append(f"--color_jitter={self.color_jitter}: must be in [0, 1]")
+        if self.random_erasing is not None and not 0.0 <= self.random_erasing <= 1.0:
+            p.append(f"--random_erasing={self.random_erasing}: must be a probability in [0, 1]")
         if self.num_workers is not None and self.num_workers < 0:
             p.append(f"--num_workers={self.num_workers}: must be >= 0")
         if self.prefetch_factor < 1:
@@ -217,39 +253,101 @@ class TrainArguments:
     eval_batch_size: int | None = _help(
         "Evaluation batch size per process (default: 2 x batch_size).", default=None
     )
-    optimizer: Literal["adam", "adamw", "sgd"] = _help("Optimizer (seed: adam).", default="adam")
+    optimizer: Literal["adam", "adamw", "sgd"] = _help(
+        "Optimizer (seed: adam). 'adamw' decouples weight decay from the gradient.", default="adam"
+    )
     lr: float = _help("Learning rate (seed: 1e-3).", default=1e-3)
-    weight_decay: float = _help("Weight decay.", default=0.0)
+    weight_decay: float = _help("Weight decay (not applied to biases and norm parameters).", default=0.0)
     momentum: float = _help("Momentum for sgd.", default=0.9)
     label_smoothing: float = _help("Cross-entropy label smoothing.", default=0.0)
+    class_weighting: Literal["none", "balanced"] = _help(
+        "Loss weights per class: 'balanced' weighs each class by n / (classes x count) of the training "
+        "split, so rare classes count as much as common ones.",
+        default="none",
+    )
+    sampler: Literal["random", "balanced"] = _help(
+        "Training order: 'random' (shuffle) or 'balanced' (draw with replacement, every class equally "
+        "likely; a function of seed and epoch, sharded over processes, resumable).",
+        default="random",
+    )
     grad_accum_steps: int = _help("Gradient accumulation steps.", default=1)
     max_grad_norm: float | None = _help("Clip gradients to this norm (off by default).", default=None)
+    scheduler: Literal["plateau", "cosine"] = _help(
+        "Learning-rate schedule: 'plateau' (the seed's ReduceLROnPlateau on the selection metric, once per "
+        "epoch) or 'cosine' (timm's CosineLRScheduler, stepped every optimizer step, after "
+        "--warmup_epochs of linear warm-up).",
+        default="plateau",
+    )
+    warmup_epochs: float = _help(
+        "Linear warm-up from --min_lr to --lr over this many epochs (--scheduler cosine).", default=0.0
+    )
     plateau_factor: float = _help("ReduceLROnPlateau: factor the lr is multiplied by.", default=0.5)
     plateau_patience: int = _help(
-        "ReduceLROnPlateau: epochs without validation-loss improvement before the lr drops.", default=1
+        "ReduceLROnPlateau: epochs without improvement of --select_metric before the lr drops.", default=1
     )
-    min_lr: float = _help("ReduceLROnPlateau: lower bound on the lr.", default=1e-6)
+    min_lr: float = _help(
+        "Lower bound of the lr (plateau), end of the cosine and start of the warm-up.", default=1e-6
+    )
+    ema_decay: float | None = _help(
+        "Keep an exponential moving average of the weights (timm's ModelEmaV3, decay warmed up over "
+        "the first steps); it is validated, chosen as best, exported and saved in checkpoints. Off by "
+        "default; 0.99-0.999 for thousands of steps, 0.9998 for the 245k-image set.",
+        default=None,
+    )
+    select_metric: Literal["val_loss", "balanced_accuracy", "macro_f1"] = _help(
+        "Validation metric that picks the best model and drives early stopping and the plateau "
+        "scheduler (seed: val_loss).",
+        default="val_loss",
+    )
     early_stopping_patience: int = _help(
-        "Stop after this many epochs without validation-loss improvement (seed: 3; 0 disables).", default=3
+        "Stop after this many epochs without improvement of --select_metric (seed: 3; 0 disables).",
+        default=3,
     )
-    early_stopping_min_delta: float = _help("Smallest decrease of validation loss that counts.", default=0.0)
+    early_stopping_min_delta: float = _help(
+        "Smallest change of --select_metric that counts as an improvement.", default=0.0
+    )
     seed: int = _help("Global seed (model init, shuffling, augmentation).", default=42)
     checkpoint_every_n_steps: int = _help(
         "Also save a resumable checkpoint every N optimizer steps (0: only at epoch ends).", default=0
     )
     keep_last_checkpoints: int = _help("Resumable checkpoints kept (oldest are deleted).", default=2)
     resume_from_checkpoint: str | None = _help(
-        "'latest' (the newest checkpoint in output_dir) or a checkpoint folder to resume from.", default=None
+        "'latest' (the newest checkpoint in output_dir) or a checkpoint folder to resume from. The resumed "
+        "run keeps its optimizer, schedule, data and model options; changing one is refused.",
+        default=None,
+    )
+    overwrite_output_dir: bool = _help(
+        "Replace a previous run in --output_dir (its checkpoints, best model, history and evaluations are "
+        "deleted first). Without it, a fresh run refuses a folder that already holds a run.",
+        default=False,
     )
     max_steps_per_epoch: int | None = _help("Cap optimizer steps per epoch (quick runs).", default=None)
     log_every_n_steps: int = _help("Log step loss and lr to the tracker every N steps.", default=10)
     eval_test: bool = _help("Evaluate the best checkpoint on the test split at the end.", default=True)
-    tta_flip: bool = _help(
-        "Average predictions over the image and its horizontal flip at evaluation.", default=False
+    tta: Literal["none", "flip", "dihedral"] = _help(
+        "Test-time augmentation of the final test (and of --calibrate): average the probabilities over "
+        "the image and its horizontal mirror ('flip') or its 8 flips/90-degree rotations ('dihedral'). "
+        "Stored with the exported model as its default for skinacc's evaluate and predict.",
+        default="none",
+    )
+    calibrate: bool = _help(
+        "Fit a softmax temperature on the validation split after training (with --tta); ECE before and "
+        "after is reported and the temperature is stored with the model for skinacc's predict/evaluate.",
+        default=False,
+    )
+    final_fit: bool = _help(
+        "Train on train + validation for exactly --epochs (take the best epoch of a model-selection run) "
+        "and keep the last weights: the final model sees every labelled image except the test split. "
+        "No validation, early stopping, plateau schedule or calibration.",
+        default=False,
     )
 
     def validate(self) -> list[str]:
+        from skinacc.rundir import output_dir_problem
+
         p: list[str] = []
+        if problem := output_dir_problem(self.output_dir):
+            p.append(problem)
         for name in (
             "epochs",
             "batch_size",
@@ -276,6 +374,25 @@ class TrainArguments:
             p.append(f"--max_steps_per_epoch={self.max_steps_per_epoch}: must be >= 1")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             p.append(f"--max_grad_norm={self.max_grad_norm}: must be > 0")
+        if self.warmup_epochs < 0:
+            p.append(f"--warmup_epochs={self.warmup_epochs}: must be >= 0")
+        elif self.warmup_epochs and self.scheduler != "cosine":
+            p.append(f"--warmup_epochs={self.warmup_epochs}: needs --scheduler cosine")
+        elif self.warmup_epochs >= self.epochs:
+            p.append(f"--warmup_epochs={self.warmup_epochs}: must be shorter than --epochs={self.epochs}")
+        if self.min_lr < 0 or self.min_lr >= self.lr:
+            p.append(f"--min_lr={self.min_lr}: must be in [0, --lr={self.lr})")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            p.append(f"--ema_decay={self.ema_decay}: must be in (0, 1), e.g. 0.999")
+        if self.final_fit:
+            if self.scheduler == "plateau":
+                p.append(
+                    "--final_fit has no validation split to drive --scheduler plateau: use --scheduler cosine"
+                )
+            if self.calibrate:
+                p.append(
+                    "--final_fit has no validation split to fit --calibrate on: calibrate the selection run"
+                )
         return p
 
 
@@ -303,6 +420,11 @@ class LoggingArguments:
         "Hub repository for --push_to_hub, e.g. 'my-org/skinacc-efficientnet-b3'.", default=None
     )
     hub_private: bool = _help("Create the Hub repository as private.", default=False)
+    hub_license: str | None = _help(
+        "Licence id written into the model card (e.g. 'cc-by-nc-sa-4.0' for a model trained on HAM10000 / "
+        "the shared ISIC set). Default: 'other', and the card says the training data's terms apply.",
+        default=None,
+    )
 
     def validate(self) -> list[str]:
         p: list[str] = []
@@ -394,6 +516,21 @@ def config_to_dict(*configs: Any) -> dict[str, dict[str, Any]]:
     """Return ``{section: {field: value}}`` for saving and for the tracker."""
     rev = {t: k for k, t in SECTIONS.items()}
     return {rev.get(type(c), type(c).__name__): asdict(c) for c in configs if dataclasses.is_dataclass(c)}
+
+
+#: A run's resolved configuration, beside its outputs (``.yaml`` and ``.json``). Not ``config.json``:
+#: in the Hugging Face world that name means a model's config, which timm and transformers look for.
+RUN_CONFIG = "run_config.yaml"
+
+
+def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The resolved configuration a training run saved (``{}`` if none; also reads runs of skinacc < 0.2,
+    which called it ``config.yaml``)."""
+    for name in (RUN_CONFIG, "config.yaml"):
+        f = Path(run_dir) / name
+        if f.is_file():
+            return yaml.safe_load(f.read_text()) or {}
+    return {}
 
 
 def save_config(path: str | os.PathLike, *configs: Any, extra: dict[str, Any] | None = None) -> Path:

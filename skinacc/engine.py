@@ -21,6 +21,7 @@ from torch import nn
 from torch.profiler import record_function
 from tqdm.auto import tqdm
 
+from skinacc.calibration import calibrate, probs_from_logits, tta_views
 from skinacc.data.transforms import BatchNormalizer
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "TrainState",
     "assert_ranks_agree",
     "build_optimizer",
+    "calibrate_and_test",
     "evaluate",
     "peak_memory_mb",
     "reset_peak_memory",
@@ -108,22 +110,53 @@ class TrainState:
 
 @dataclass
 class EvalOutput:
-    """Everything an evaluation produced, gathered over processes (each sample exactly once)."""
+    """Everything an evaluation produced, gathered over processes (each sample exactly once).
 
-    probs: np.ndarray
+    ``logits`` holds every test-time-augmentation view, ``(N, V, C)``; ``probs`` averages the views'
+    softmax at ``temperature`` (set it to apply a calibration; see :mod:`skinacc.calibration`).
+    """
+
+    logits: np.ndarray
     labels: np.ndarray
-    losses: np.ndarray
     sample_ids: np.ndarray
     seconds: float
     images_per_sec: float
+    temperature: float = 1.0
+
+    @property
+    def probs(self) -> np.ndarray:
+        if not len(self.labels):
+            return np.zeros((0, self.logits.shape[-1] if self.logits.ndim == 3 else 0))
+        return probs_from_logits(self.logits, self.temperature)
+
+    @property
+    def losses(self) -> np.ndarray:
+        """Per-sample negative log-likelihood of the (view-averaged, tempered) probabilities."""
+        p = self.probs
+        return -np.log(np.clip(p[np.arange(len(self.labels)), self.labels], 1e-12, None))
 
     @property
     def loss(self) -> float:
-        return float(self.losses.mean()) if len(self.losses) else float("nan")
+        return float(self.losses.mean()) if len(self.labels) else float("nan")
 
     @property
     def accuracy(self) -> float:
         return float((self.probs.argmax(1) == self.labels).mean()) if len(self.labels) else float("nan")
+
+    def headline_metrics(self, class_names: list[str]) -> dict[str, float]:
+        """``loss``, ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``roc_auc_macro`` and ``ece``
+        (what training logs and selects on every epoch)."""
+        from skinacc.metrics import compute_all
+
+        m = compute_all(self.labels, self.probs, class_names, top_k=())
+        keep = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "ece")
+        return {"loss": self.loss} | {k: m[k] for k in keep} | {"images": len(self.labels)}
+
+    def uncalibrated_ece(self) -> float:
+        """ECE of the probabilities at temperature 1 (what a calibration started from)."""
+        from skinacc.metrics.functional import expected_calibration_error
+
+        return expected_calibration_error(self.labels, probs_from_logits(self.logits))
 
 
 def train_one_epoch(
@@ -140,6 +173,8 @@ def train_one_epoch(
     on_step: Callable[[TrainState, torch.Tensor], None] | None = None,
     desc: str = "train",
     stats_after: int = 0,
+    lr_scheduler: Any = None,
+    ema: nn.Module | None = None,
 ) -> dict[str, float]:
     """Train for one epoch (or the rest of one, after a resume).
 
@@ -157,6 +192,10 @@ def train_one_epoch(
         stats_after: Leave this call's first N batches out of the speed figures (``images``,
             ``seconds``, ``images_per_sec``, data wait, step time): loader start-up and cuDNN autotuning.
             Benchmarks use it; training reports whole epochs (0).
+        lr_scheduler: A per-update schedule (timm's ``step_update(num_updates)`` interface, e.g.
+            ``CosineLRScheduler(t_in_epochs=False)``), told the new step count after every optimizer step:
+            the lr is a pure function of the step, so a resumed run continues on the same curve.
+        ema: A ``timm.utils.ModelEmaV3`` of the unwrapped model, updated after every optimizer step.
 
     Returns:
         Epoch figures over all processes: ``loss``, ``accuracy``, ``images``, ``seconds``,
@@ -214,6 +253,10 @@ def train_one_epoch(
         bar.update(1)
         if accelerator.sync_gradients:
             state.global_step += 1
+            if lr_scheduler is not None:
+                lr_scheduler.step_update(state.global_step)
+            if ema is not None:
+                ema.update(accelerator.unwrap_model(model, keep_torch_compile=False), step=state.global_step)
             if on_step is not None:
                 on_step(state, loss.detach())
         if steps_here == stats_after and not timing_reset:
@@ -258,56 +301,82 @@ def evaluate(
     loader,
     normalizer: BatchNormalizer,
     *,
-    tta_flip: bool = False,
+    tta: str = "none",
+    temperature: float = 1.0,
     desc: str = "eval",
 ) -> EvalOutput:
     """Predict a whole split; outputs are gathered so every sample counts exactly once.
 
     Args:
         accelerator: The ``Accelerator``.
-        model: Prepared model.
+        model: Prepared model, or an unprepared copy on the device (e.g. an EMA's ``module``): the
+            forward runs under ``accelerator.autocast()`` either way.
         loader: Prepared evaluation loader (not shuffled).
         normalizer: uint8 -> normalised float on the device.
-        tta_flip: Average the softmax of each image and its horizontal mirror.
+        tta: Test-time augmentation, ``none``, ``flip`` or ``dihedral`` (see :func:`skinacc.calibration.tta_views`).
+        temperature: Softmax temperature of the returned ``probs`` (1: as trained).
         desc: Progress-bar label.
 
     Returns:
-        An :class:`EvalOutput` identical on every process.
+        An :class:`EvalOutput` identical on every process, with every view's logits.
     """
     model.eval()
-    probs, labels, losses, ids = [], [], [], []
+    logits_all, labels, ids = [], [], []
     t0 = time.perf_counter()
     for batch in tqdm(
         loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True
     ):
         x = normalizer(batch["pixel_values"])
-        logits = model(x).float()
-        p = logits.softmax(1)
-        if tta_flip:
-            p = 0.5 * (p + model(torch.flip(x, dims=[3])).float().softmax(1))
-        y = batch["labels"]
-        # Loss from the (possibly averaged) probabilities, so TTA is reflected in it.
-        loss = nn.functional.nll_loss(torch.log(p.clamp_min(1e-12)), y, reduction="none")
-        gp, gy, gl, gi = accelerator.gather_for_metrics((p, y, loss, batch["sample_id"]))
+        with accelerator.autocast():
+            z = torch.stack([model(v).float() for v in tta_views(x, tta)], 1)  # (B, views, classes)
+        gz, gy, gi = accelerator.gather_for_metrics((z, batch["labels"], batch["sample_id"]))
         # Kept on the device until the split is done: a copy to the host per batch would make the
         # loop wait for every batch's GPU work before queueing the next one.
-        probs.append(gp)
+        logits_all.append(gz)
         labels.append(gy)
-        losses.append(gl)
         ids.append(gi)
     cat = lambda xs, dt: torch.cat(xs).cpu().numpy().astype(dt) if xs else np.zeros((0,), dtype=dt)  # noqa: E731
-    probs_np = cat(probs, np.float64) if probs else np.zeros((0, 0))
     seconds = time.perf_counter() - t0
     out = EvalOutput(
-        probs=probs_np,
+        logits=cat(logits_all, np.float32) if logits_all else np.zeros((0, 1, 0), np.float32),
         labels=cat(labels, np.int64),
-        losses=cat(losses, np.float64),
         sample_ids=cat(ids, np.int64),
         seconds=seconds,
         images_per_sec=0.0,
+        temperature=temperature,
     )
     out.images_per_sec = len(out.labels) / seconds if seconds > 0 else 0.0
     return out
+
+
+def calibrate_and_test(
+    accelerator,
+    model: nn.Module,
+    normalizer: BatchNormalizer,
+    *,
+    val_loader=None,
+    test_loader=None,
+    tta: str = "none",
+) -> tuple[dict[str, float] | None, EvalOutput | None]:
+    """The end of a run: fit a temperature on ``val_loader`` (when given), then evaluate ``test_loader``
+    (when given) at that temperature, both with test-time augmentation ``tta``.
+
+    Returns:
+        ``(calibration, test)``: :func:`skinacc.calibration.calibrate`'s figures (or None) and the
+        test :class:`EvalOutput` (or None).
+    """
+    cal = None
+    temperature = 1.0
+    if val_loader is not None:
+        val = evaluate(accelerator, model, val_loader, normalizer, tta=tta, desc="calibrate")
+        cal = calibrate(val.logits, val.labels) | {"images": len(val.labels)}
+        temperature = cal["temperature"]
+    test = None
+    if test_loader is not None:
+        test = evaluate(
+            accelerator, model, test_loader, normalizer, tta=tta, temperature=temperature, desc="test"
+        )
+    return cal, test
 
 
 def build_optimizer(

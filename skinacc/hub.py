@@ -18,28 +18,50 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import timm
 import torch
 from torch import nn
 
+from skinacc.config import read_run_config
 from skinacc.data.transforms import DataConfig
 
 __all__ = [
+    "CLASS_MAP",
+    "SKINACC_KEY",
     "HubError",
+    "LoadedModel",
     "export_for_hub",
     "load_model",
     "push_folder_to_hub",
     "save_timm_folder",
+    "set_inference",
     "write_model_card",
 ]
 
 logger = logging.getLogger(__name__)
 
 
+#: Key of skinacc's own block in a model's ``config.json``.
+SKINACC_KEY = "skinacc"
+#: Class names in classifier order, one per line: timm's ``--class-map`` format. timm's scripts sort
+#: class folders naturally and case-insensitively, skinacc like torchvision; with the map both agree.
+CLASS_MAP = "class_map.txt"
+
+
 class HubError(RuntimeError):
     """The Hugging Face Hub could not be reached or refused the request."""
+
+
+class LoadedModel(NamedTuple):
+    """A classifier ready for inference, and how skinacc turns its logits into probabilities."""
+
+    model: nn.Module
+    label_names: list[str]
+    data_cfg: DataConfig
+    tta: str = "none"  # test-time augmentation its reported metrics used
+    temperature: float = 1.0  # softmax temperature fitted by --calibrate (1: uncalibrated)
 
 
 def _timm_config(model: nn.Module, label_names: list[str], data_cfg: DataConfig) -> dict[str, Any]:
@@ -77,6 +99,7 @@ def save_timm_folder(
     label_names: list[str],
     data_cfg: DataConfig,
     extra_files: dict[str, str] | None = None,
+    inference: dict[str, Any] | None = None,
 ) -> Path:
     """Write a model in timm's Hub format, atomically (temp folder, then rename).
 
@@ -86,6 +109,8 @@ def save_timm_folder(
         label_names: Class names in classifier order.
         data_cfg: Preprocessing the model was trained with.
         extra_files: ``{file name: text}`` to add (e.g. ``README.md``, ``skinacc.json``).
+        inference: skinacc's inference settings (``tta``, ``temperature``), stored under the key
+            ``skinacc`` of ``config.json`` (timm and transformers ignore it; see :func:`set_inference`).
 
     Returns:
         The folder.
@@ -102,7 +127,11 @@ def save_timm_folder(
     try:
         sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(sd, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        (tmp / "config.json").write_text(json.dumps(_timm_config(model, label_names, data_cfg), indent=2))
+        cfg = _timm_config(model, label_names, data_cfg)
+        if inference:
+            cfg[SKINACC_KEY] = dict(inference)
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
+        (tmp / CLASS_MAP).write_text("\n".join(label_names) + "\n")
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
         old = folder.with_name(f".old-{folder.name}")
@@ -119,6 +148,18 @@ def save_timm_folder(
     return folder
 
 
+def set_inference(folder: str | os.PathLike, **settings: Any) -> dict[str, Any]:
+    """Update skinacc's inference settings (``tta``, ``temperature``, ...) in a model folder's
+    ``config.json``, atomically. Returns the settings now stored."""
+    path = Path(folder) / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg[SKINACC_KEY] = {**cfg.get(SKINACC_KEY, {}), **settings}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(cfg, indent=2))
+    os.replace(tmp, path)
+    return cfg[SKINACC_KEY]
+
+
 def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -130,60 +171,70 @@ def write_model_card(
     training: dict[str, Any] | None = None,
     dataset: str = "unspecified",
     repo_id: str | None = None,
+    license: str | None = None,
+    base_model: str | None = None,
+    datasets: list[str] | None = None,
 ) -> str:
-    """A model card (README.md with Hub metadata) for a skin-lesion classifier.
+    """A model card (``README.md`` with Hub metadata) for a skin-lesion classifier, built with
+    ``huggingface_hub``'s ``ModelCard``/``ModelCardData``/``EvalResult``.
 
     Args:
         label_names: Classes, in classifier order.
         architecture: timm architecture name.
         metrics: Test metrics (e.g. ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``roc_auc_micro``).
-        training: Training set-up (epochs, batch, processes, precision, lr, pretrained source ...).
+        training: Training set-up (epochs, batch, processes, precision, lr, split sizes, ...).
         dataset: Name of the training data.
         repo_id: Hub repository id, used in the usage snippet.
+        license: The model's licence id (e.g. ``cc-by-nc-sa-4.0`` for a model trained on HAM10000);
+            None writes ``other`` and says the training data's terms apply.
+        base_model: Hub id of the starting weights, when they came from the Hub.
+        datasets: Hub ids of the training data, when it came from the Hub.
 
     Returns:
         Markdown text with a YAML front matter.
     """
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
     metrics = metrics or {}
     training = training or {}
     name = repo_id or "<repo-or-folder>"
-    model_index = ""
-    if metrics:
-        rows = "\n".join(
-            f"          - type: {k}\n            value: {float(v):.6f}\n            name: {k}"
-            for k, v in metrics.items()
-            if isinstance(v, int | float)
+    results = [
+        EvalResult(
+            task_type="image-classification",
+            dataset_type=(datasets or ["imagefolder"])[0],
+            dataset_name=dataset,
+            dataset_split="test",
+            metric_type=k,
+            metric_name=k,
+            metric_value=float(v),
         )
-        model_index = f"""model-index:
-  - name: {name}
-    results:
-      - task:
-          type: image-classification
-          name: Image Classification
-        dataset:
-          type: imagefolder
-          name: {json.dumps(dataset)}
-        metrics:
-{rows}
-"""
+        for k, v in metrics.items()
+        if isinstance(v, int | float)
+    ]
+    data = ModelCardData(
+        library_name="timm",
+        pipeline_tag="image-classification",
+        license=license or "other",
+        base_model=base_model,
+        datasets=datasets,
+        tags=["image-classification", "timm", "skinacc", "dermatology"],
+        model_name=name,
+        eval_results=results or None,
+    )
     metric_table = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in metrics.items()) or "| (not evaluated) | |"
     train_table = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in training.items()) or "| (not recorded) | |"
     classes = ", ".join(f"`{c}`" for c in label_names)
-    return f"""---
-library_name: timm
-license: apache-2.0
-pipeline_tag: image-classification
-tags:
-  - image-classification
-  - timm
-  - skinacc
-  - dermatology
-{model_index}---
-
+    licence = (
+        f"Licence: `{license}`."
+        if license
+        else "Licence: not set when this card was written (`--hub_license`); the terms of the training data apply."
+    )
+    body = f"""
 # {name}
 
 A `{architecture}` skin-lesion image classifier over {len(label_names)} classes, trained with
 [skinacc](https://github.com/skinacc/skinacc) (Hugging Face Accelerate + timm) on **{dataset}**.
+{licence}
 
 **Not a medical device.** This model is for research and education. It has not been clinically
 validated, must not be used to diagnose, treat or triage patients, and can be confidently wrong,
@@ -214,12 +265,17 @@ transform = timm.data.create_transform(**cfg, is_training=False)
 from transformers import pipeline
 clf = pipeline("image-classification", model="{name}")
 ```
+timm's own scripts sort class folders differently from skinacc: pass the shipped `class_map.txt`, e.g.
+`python validate.py <data> --model hf-hub:{name} --class-map class_map.txt`.
+skinacc's `predict.py`/`evaluate.py` also apply the test-time augmentation and calibrated temperature
+stored under `skinacc` in `config.json`; timm and transformers give the uncalibrated single-view probabilities.
 
 ## Intended use and limitations
 - Intended for research on automated skin-lesion classification and for benchmarking training set-ups.
 - Trained on the images named above; performance on other populations, cameras or lesion types is unknown.
-- Class balance in training does not reflect clinical prevalence; probabilities are not calibrated risks.
+- Class balance in training does not reflect clinical prevalence; probabilities are not clinical risks.
 """
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
 
 
 def push_folder_to_hub(
@@ -251,7 +307,7 @@ def push_folder_to_hub(
     return str(getattr(info, "commit_url", info))
 
 
-def load_model(spec: str, device: str | torch.device = "cpu") -> tuple[nn.Module, list[str], DataConfig]:
+def load_model(spec: str, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a trained classifier for inference.
 
     Args:
@@ -260,7 +316,8 @@ def load_model(spec: str, device: str | torch.device = "cpu") -> tuple[nn.Module
         device: Where to put the model.
 
     Returns:
-        ``(model in eval mode, label names, data config)``.
+        A :class:`LoadedModel`: the model in eval mode, label names, data config, and the stored
+        test-time augmentation and temperature (``none`` and 1.0 for models that carry none).
 
     Raises:
         FileNotFoundError: A local path that holds no model.
@@ -278,6 +335,7 @@ def load_model(spec: str, device: str | torch.device = "cpu") -> tuple[nn.Module
         else:
             name = f"hf-hub:{spec}"
     model = timm.create_model(name, pretrained=True)
+    settings = _inference_settings(name)
     cfg = model.pretrained_cfg
     labels = cfg.get("label_names") or [str(i) for i in range(model.num_classes)]
     size = int(cfg.get("input_size", (3, 224, 224))[-1])
@@ -290,13 +348,29 @@ def load_model(spec: str, device: str | torch.device = "cpu") -> tuple[nn.Module
         interpolation=cfg.get("interpolation", "bilinear"),
         crop_pct=crop_pct,
     )
-    return model.to(device).eval(), list(labels), data_cfg
+    return LoadedModel(
+        model.to(device).eval(),
+        list(labels),
+        data_cfg,
+        tta=str(settings.get("tta", "none")),
+        temperature=float(settings.get("temperature", 1.0)),
+    )
 
 
-def _card_facts(run_dir: Path) -> tuple[dict[str, float], dict[str, Any], str]:
-    """Test metrics, training set-up and data name of a skinacc run directory."""
-    import yaml
+def _inference_settings(name: str) -> dict[str, Any]:
+    """The ``skinacc`` block of a model's ``config.json`` (local folder, or the Hub's cached copy)."""
+    if name.startswith("local-dir:"):
+        path = Path(name[len("local-dir:") :]) / "config.json"
+    else:
+        from huggingface_hub import hf_hub_download
 
+        # timm has just read this file through the same cache: no second download.
+        path = Path(hf_hub_download(name[len("hf-hub:") :], "config.json"))
+    return dict(json.loads(path.read_text()).get(SKINACC_KEY) or {})
+
+
+def _card_facts(run_dir: Path) -> dict[str, Any]:
+    """Test metrics, training set-up, data name and Hub ids of a skinacc run directory."""
     metrics: dict[str, float] = {}
     mfile = run_dir / "eval_test" / "metrics.json"
     if mfile.is_file():
@@ -313,50 +387,86 @@ def _card_facts(run_dir: Path) -> tuple[dict[str, float], dict[str, Any], str]:
         )
         metrics = {k: float(m[k]) for k in keys if k in m}
     training: dict[str, Any] = {}
-    dataset = "unspecified"
-    cfile = run_dir / "config.yaml"
-    if cfile.is_file():
-        cfg = yaml.safe_load(cfile.read_text())
-        tr, mo, da, la, rs = (
-            cfg.get("train", {}),
-            cfg.get("model", {}),
-            cfg.get("data", {}),
-            cfg.get("launch", {}),
-            cfg.get("resolved", {}),
+    facts: dict[str, Any] = {
+        "metrics": metrics,
+        "dataset": "unspecified",
+        "base_model": None,
+        "datasets": None,
+    }
+    cfg = read_run_config(run_dir)
+    if cfg:
+        tr, mo, da, la, rs = (cfg.get(k, {}) for k in ("train", "model", "data", "launch", "resolved"))
+        sizes = rs.get("split_sizes") or {}
+        schedule = (
+            f"cosine, {tr.get('warmup_epochs')} warm-up epochs, to {tr.get('min_lr')}"
+            if tr.get("scheduler") == "cosine"
+            else f"ReduceLROnPlateau on {tr.get('select_metric', 'val_loss')} (factor {tr.get('plateau_factor')}, patience {tr.get('plateau_patience')})"
         )
         training = {
             "architecture": mo.get("model"),
             "initial weights": rs.get("weights"),
             "optimizer": f"{tr.get('optimizer')} (lr {tr.get('lr')}, weight decay {tr.get('weight_decay')})",
+            "schedule": schedule + f", early stopping patience {tr.get('early_stopping_patience')}",
+            "augmentation": da.get("augment", "seed"),
+            "class balance": f"sampler {tr.get('sampler', 'random')}, loss weights {tr.get('class_weighting', 'none')}",
+            "label smoothing": tr.get("label_smoothing"),
+            "EMA decay": tr.get("ema_decay"),
+            "best model chosen on": "last epoch (final fit on train + validation)"
+            if tr.get("final_fit")
+            else f"validation {tr.get('select_metric', 'val_loss')}",
             "batch per process": tr.get("batch_size"),
             "processes": la.get("num_processes"),
             "global batch": rs.get("global_batch_size"),
             "mixed precision": la.get("mixed_precision"),
             "input size": (rs.get("data_config") or {}).get("image_size"),
-            "schedule": f"ReduceLROnPlateau (factor {tr.get('plateau_factor')}, patience {tr.get('plateau_patience')}), early stopping patience {tr.get('early_stopping_patience')}",
             "split": f"test {da.get('test_size')}, validation {da.get('val_size')} of train, seed {da.get('split_seed')}"
             + (f", grouped by {da.get('group_column')}" if da.get("group_column") else ""),
+            "images (train / validation / test)": " / ".join(
+                str(sizes.get(k, "?")) for k in ("train", "validation", "test")
+            )
+            if sizes
+            else None,
+            "training subset": f"capped at {da['max_train_samples']} images (--max_train_samples)"
+            if da.get("max_train_samples")
+            else None,
+            "test-time augmentation": tr.get("tta"),
         }
-        dataset = da.get("dataset_name") or (
+        name = da.get("dataset_name")
+        facts["dataset"] = name or (
             Path(da["data_dir"]).name
             if da.get("data_dir")
             else "skinacc synthetic demo set (not real skin images)"
         )
+        if name and not Path(name).expanduser().exists():  # a Hub dataset id, not a local save_to_disk folder
+            facts["datasets"] = [name]
+        facts["base_model"] = rs.get("base_model")
     sfile = run_dir / "summary.json"
     if sfile.is_file():
         sm = json.loads(sfile.read_text())
         training["epochs run"] = sm.get("epochs_run")
-        training["best epoch"] = (sm.get("best_epoch", -1) or 0) + 1
-    return metrics, {k: v for k, v in training.items() if v is not None}, dataset
+        training["best epoch"] = sm.get("best_epoch")
+        if "calibration_val_temperature" in sm:
+            training["temperature (fitted on validation)"] = round(
+                float(sm["calibration_val_temperature"]), 4
+            )
+    facts["training"] = {k: v for k, v in training.items() if v is not None}
+    return facts
 
 
-def export_for_hub(run_dir: str | os.PathLike, dest: str | os.PathLike, repo_id: str | None = None) -> Path:
-    """Build the Hub folder of a training run: its best model (timm format) plus a model card.
+def export_for_hub(
+    run_dir: str | os.PathLike,
+    dest: str | os.PathLike,
+    repo_id: str | None = None,
+    license: str | None = None,
+) -> Path:
+    """Build the Hub folder of a training run: its best model (timm format), ``class_map.txt`` and a
+    model card.
 
     Args:
-        run_dir: A skinacc output directory (with ``best/``, and ideally ``eval_test/`` and ``config.yaml``).
+        run_dir: A skinacc output directory (with ``best/``, and ideally ``eval_test/`` and its run config).
         dest: Folder to write (replaced atomically).
         repo_id: Hub repository named in the card's usage snippet.
+        license: The model's licence id for the card (None: ``other``, the data's terms apply).
 
     Returns:
         ``dest``.
@@ -371,13 +481,26 @@ def export_for_hub(run_dir: str | os.PathLike, dest: str | os.PathLike, repo_id:
             f"--model={str(run_dir)!r}: no best/config.json and best/model.safetensors (train first)"
         )
     cfg = json.loads((best / "config.json").read_text())
-    metrics, training, dataset = _card_facts(run_dir)
-    card = write_model_card(cfg["label_names"], cfg["architecture"], metrics, training, dataset, repo_id)
+    f = _card_facts(run_dir)
+    card = write_model_card(
+        cfg["label_names"],
+        cfg["architecture"],
+        f["metrics"],
+        f["training"],
+        f["dataset"],
+        repo_id,
+        license=license,
+        base_model=f["base_model"],
+        datasets=f["datasets"],
+    )
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=dest.parent))
     try:
-        for f in ("config.json", "model.safetensors"):
-            shutil.copy2(best / f, tmp / f)
+        for name in ("config.json", "model.safetensors", CLASS_MAP):
+            if (best / name).is_file():
+                shutil.copy2(best / name, tmp / name)
+        if not (tmp / CLASS_MAP).is_file():  # a model exported before class maps were written
+            (tmp / CLASS_MAP).write_text("\n".join(cfg["label_names"]) + "\n")
         (tmp / "README.md").write_text(card)
         if dest.exists():
             shutil.rmtree(dest)

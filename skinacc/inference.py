@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from skinacc.calibration import probs_from_logits, tta_views
 from skinacc.data.images import IMAGE_EXTENSIONS
 from skinacc.data.transforms import BatchNormalizer, DataConfig, ImageTransform
 
@@ -53,11 +54,12 @@ def collect_images(inputs: Sequence[str]) -> list[str]:
     return found
 
 
-def preprocess(files: Sequence[str], cfg: DataConfig) -> tuple[torch.Tensor, list[int]]:
-    """uint8 (N, 3, S, S) batch of the files that decode, and the indices of those that do not."""
+def preprocess(files: Sequence[str], cfg: DataConfig) -> tuple[torch.Tensor, dict[int, str]]:
+    """uint8 (N, 3, S, S) batch of the files that decode, and ``{index: reason}`` for those that do not
+    (corrupt, truncated, not an image, a decompression bomb)."""
     t = ImageTransform(cfg, train=False)
     out = t({"image": list(files), "label": [0] * len(files), "sample_id": list(range(len(files)))})
-    bad = [i for i, x in enumerate(out["pixel_values"]) if x is None]
+    bad = {i: e for i, e in enumerate(out["error"]) if e is not None}
     good = [x for x in out["pixel_values"] if x is not None]
     size = cfg.image_size
     return (torch.stack(good) if good else torch.empty(0, 3, size, size, dtype=torch.uint8)), bad
@@ -73,8 +75,14 @@ def predict_images(
     top_k: int = 3,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    tta: str = "none",
+    temperature: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Top-k predictions for every file.
+
+    Args:
+        tta: Test-time augmentation (``none``, ``flip``, ``dihedral``; see :mod:`skinacc.calibration`).
+        temperature: Softmax temperature (a calibrated model's, from ``hub.load_model``).
 
     Returns:
         One dict per file: ``path``, ``top_k`` (list of ``{"label", "prob"}``), or ``error`` if it
@@ -88,12 +96,16 @@ def predict_images(
     for start in tqdm(range(0, len(files), batch_size), desc="predict", disable=not progress, unit="batch"):
         chunk = list(files[start : start + batch_size])
         x, bad = preprocess(chunk, cfg)
-        probs = model(norm(x)).float().softmax(-1).cpu() if len(x) else torch.empty(0, len(label_names))
+        if len(x):
+            logits = torch.stack([model(v).float() for v in tta_views(norm(x), tta)], 1)
+            probs = torch.from_numpy(probs_from_logits(logits.cpu(), temperature))
+        else:
+            probs = torch.empty(0, len(label_names))
         pv, pi = probs.topk(k, dim=-1)
         row = 0
         for i, f in enumerate(chunk):
             if i in bad:
-                results.append({"path": f, "error": "could not decode image"})
+                results.append({"path": f, "error": f"could not decode image ({bad[i]})"})
                 continue
             results.append(
                 {
@@ -107,8 +119,19 @@ def predict_images(
     return results
 
 
-def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: int, opset: int = 18) -> Path:
-    """Export a classifier to ONNX with a dynamic batch axis (input ``pixel_values``, output ``logits``)."""
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    image_size: int,
+    opset: int = 18,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Export a classifier to ONNX with a dynamic batch axis (input ``pixel_values``, output ``logits``).
+
+    Args:
+        metadata: Written into the model's ``metadata_props`` (non-string values as JSON), so an ONNX
+            consumer finds the label names and preprocessing without the timm folder.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
@@ -125,6 +148,16 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: int, opse
         dynamic_shapes={"x": {0: batch}},
         external_data=False,
     )
+    if metadata:
+        import json
+
+        import onnx
+
+        proto = onnx.load(str(path))
+        for k, v in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
+        onnx.save(proto, str(path))
     return path
 
 

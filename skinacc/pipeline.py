@@ -8,29 +8,44 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from skinacc.callbacks import build_cosine_scheduler
 from skinacc.config import DataArguments, ModelArguments, TrainArguments
 from skinacc.data import (
+    AugmentConfig,
+    BalancedSampler,
     BatchNormalizer,
     DataConfig,
     SkinData,
+    balanced_class_weights,
     build_dataloader,
     default_num_workers,
     get_transform,
     load_skin_dataset,
     preresize,
+    resolve_augment,
     resolve_data_config,
     set_transforms,
 )
 from skinacc.engine import build_optimizer
 from skinacc.models import WeightSource, create_model
 
-__all__ = ["TrainingPieces", "build_training", "loader_kwargs"]
+__all__ = [
+    "TrainingPieces",
+    "augment_config",
+    "build_training",
+    "loader_kwargs",
+    "merge_validation_into_train",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Images that fail to decode during a run are appended here (then merged into data_report.json).
+SKIP_LOG = "skipped_images.jsonl"
 
 
 @dataclass
@@ -50,10 +65,49 @@ class TrainingPieces:
     normalizer: BatchNormalizer
     loss_fn: torch.nn.Module
     workers: int
+    lr_scheduler: Any = None  # per-update schedule (--scheduler cosine); None for the epoch-level plateau
+    ema: Any = None  # timm ModelEmaV3 of the unwrapped model (--ema_decay)
+    steps_per_epoch: int = 0  # optimizer steps per epoch and process
 
     @property
     def train_transform(self):
         return get_transform(self.datasets["train"])
+
+    def resolved(self, accelerator, args: TrainArguments) -> dict[str, Any]:
+        """What the options resolved to (recorded in the run config and sent to the tracker)."""
+        return {
+            "weights": self.weights.describe(),
+            "data_config": self.data_cfg.to_dict(),
+            "num_classes": self.data.num_classes,
+            "class_names": self.data.class_names,
+            "global_batch_size": args.batch_size * accelerator.num_processes * args.grad_accum_steps,
+            "data_workers": self.workers,
+            "steps_per_epoch": self.steps_per_epoch,
+            "train_images": len(self.datasets["train"]),
+            "split_sizes": {k: len(v) for k, v in self.datasets.items()},
+            "base_model": self.base_model(accelerator),
+        }
+
+    def base_model(self, accelerator) -> str | None:
+        """Hub id of the starting weights when they came from the Hub (for the model card)."""
+        if self.weights.kind != "hub":
+            return None
+        loc = self.weights.location or ""
+        if loc.startswith("hf-hub:"):
+            return loc.removeprefix("hf-hub:")
+        return accelerator.unwrap_model(self.model).pretrained_cfg.get("hf_hub_id")
+
+
+def augment_config(data_args: DataArguments) -> AugmentConfig:
+    """The training augmentation that ``data_args`` asks for (preset, then any knob given)."""
+    return resolve_augment(
+        data_args.augment,
+        data_args.hflip,
+        data_args.crop_scale_min,
+        data_args.color_jitter,
+        data_args.auto_augment,
+        data_args.random_erasing,
+    )
 
 
 def loader_kwargs(data_args: DataArguments, workers: int, seed: int) -> dict[str, Any]:
@@ -96,13 +150,27 @@ def build_training(
     if data_args.preresize:
         with accelerator.main_process_first():  # built once by the main process, then read from cache
             source = preresize(source, data_cfg.resize_size, data_args.cache_dir, num_proc=max(1, workers))
+    if args.final_fit:
+        source = merge_validation_into_train(source)
+    elif not len(source["validation"]):
+        raise ValueError(
+            f"--val_size={data_args.val_size}: the validation split is empty, but the schedule, early "
+            "stopping and the best-model choice need one (or train with --final_fit)"
+        )
     ds = set_transforms(
-        source, data_cfg, seed=args.seed, hflip=data_args.hflip, fast_decode=data_args.fast_decode
+        source,
+        data_cfg,
+        seed=args.seed,
+        fast_decode=data_args.fast_decode,
+        augment=augment_config(data_args),
+        skip_log=str(Path(args.output_dir) / SKIP_LOG),
     )
     kw = loader_kwargs(data_args, workers, args.seed)
     eval_bs = args.eval_batch_size or 2 * args.batch_size
+    train_labels = source["train"]["label"]
+    sampler = BalancedSampler(train_labels, seed=args.seed) if args.sampler == "balanced" else None
     loaders = (
-        build_dataloader(ds["train"], args.batch_size, train=True, **kw),
+        build_dataloader(ds["train"], args.batch_size, train=True, sampler=sampler, **kw),
         build_dataloader(ds["validation"], eval_bs, train=False, **kw),
         build_dataloader(ds["test"], eval_bs, train=False, **kw),
     )
@@ -115,6 +183,29 @@ def build_training(
         fused=accelerator.device.type == "cuda",
     )
     model, optimizer, train_loader, val_loader, test_loader = accelerator.prepare(model, optimizer, *loaders)
+    steps = (
+        len(train_loader)
+        if args.max_steps_per_epoch is None
+        else min(len(train_loader), args.max_steps_per_epoch)
+    )
+    steps_per_epoch = max(1, steps // args.grad_accum_steps)
+    lr_scheduler = None
+    if args.scheduler == "cosine":
+        lr_scheduler = build_cosine_scheduler(
+            optimizer, args.epochs, steps_per_epoch, args.warmup_epochs, args.min_lr
+        )
+    ema = None
+    if args.ema_decay is not None:
+        from timm.utils import ModelEmaV3
+
+        # Of the unwrapped model (no DDP wrapper, no compiled graph), on its device; decay warmed up
+        # over the first steps so that short runs average recent weights, not the initial ones.
+        ema = ModelEmaV3(
+            accelerator.unwrap_model(model, keep_torch_compile=False), decay=args.ema_decay, use_warmup=True
+        )
+    class_weights = None
+    if args.class_weighting == "balanced":
+        class_weights = balanced_class_weights(train_labels, data.num_classes).to(accelerator.device)
     return TrainingPieces(
         data=data,
         source=source,
@@ -127,6 +218,23 @@ def build_training(
         val_loader=val_loader,
         test_loader=test_loader,
         normalizer=BatchNormalizer(data_cfg, accelerator.device, channels_last=model_args.channels_last),
-        loss_fn=torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing),
+        loss_fn=torch.nn.CrossEntropyLoss(weight=class_weights, label_smoothing=args.label_smoothing),
         workers=workers,
+        lr_scheduler=lr_scheduler,
+        ema=ema,
+        steps_per_epoch=steps_per_epoch,
+    )
+
+
+def merge_validation_into_train(dataset_dict):
+    """``train`` + ``validation`` as the training split and an empty validation split (``--final_fit``)."""
+    import datasets
+
+    train, val = dataset_dict["train"], dataset_dict["validation"]
+    return datasets.DatasetDict(
+        {
+            **dataset_dict,
+            "train": datasets.concatenate_datasets([train, val]) if len(val) else train,
+            "validation": val.select([]),
+        }
     )

@@ -130,12 +130,13 @@ def plot_loader_benchmark(results: Sequence[dict[str, Any]], path: str | os.Path
 
 def plot_training_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Loss and accuracy (train vs validation) and the learning rate, per epoch."""
-    ep = [r["epoch"] + 1 for r in history]
+    ep = [r["epoch"] for r in history]  # numbered from 1
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, key, title in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):
         ax.plot(ep, [r[f"train_{key}"] for r in history], "o-", label="train")
-        ax.plot(ep, [r[f"val_{key}"] for r in history], "s-", label="validation")
-        best = [r["epoch"] + 1 for r in history if r.get("is_best")]
+        if any(f"val_{key}" in r for r in history):  # a final fit has no validation
+            ax.plot(ep, [r.get(f"val_{key}", float("nan")) for r in history], "s-", label="validation")
+        best = [r["epoch"] for r in history if r.get("is_best")]
         if best:
             ax.axvline(best[-1], color="grey", ls=":", lw=1, label=f"best (epoch {best[-1]})")
         ax.set_title(title)
@@ -300,6 +301,7 @@ def plot_run_comparison(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLi
             "Training throughput by run",
             "images / s",
             out / "throughput.png",
+            annotate="{:.3g}",
         )
     )
     made += plot_scaling(rows, out)
@@ -327,25 +329,31 @@ def plot_run_comparison(rows: Sequence[dict[str, Any]], out_dir: str | os.PathLi
 def plot_scaling(
     rows: Sequence[dict[str, Any]], out_dir: str | os.PathLike, key: str = "images_per_sec"
 ) -> list[Path]:
-    """Speed-up and scaling efficiency vs number of processes, one line per (model, precision)."""
+    """Speed-up and scaling efficiency vs number of processes, one line per set-up.
+
+    Uses the rows' ``speedup`` and ``scaling_efficiency`` (from ``tracking.compare_records``, which
+    defines them only across process counts of equal set-ups); rows without them are left out. A set-up
+    is the rows' ``setup`` key where present (runs), else (model, precision, compile).
+    """
     out = Path(out_dir)
     series: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        series.setdefault(
-            f"{r.get('model')} {r.get('precision')}" + (" compiled" if r.get("compile") else ""), []
-        ).append(r)
+        if not (r.get("speedup") == r.get("speedup") and r.get("speedup") is not None):  # NaN or missing
+            continue
+        name = f"{r.get('model')} {r.get('precision')}" + (" compiled" if r.get("compile") else "")
+        if r.get("differs") not in (None, "-"):
+            name += f" {r['differs']}"
+        series.setdefault(r.get("setup", "") + name, []).append(r | {"_name": name})
     if not any(len({r["processes"] for r in s}) > 1 for s in series.values()):
         return []
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    top = max(r["processes"] for r in rows)
+    top = max(r["processes"] for s in series.values() for r in s)
     a1.plot([1, top], [1, top], ls="--", color="grey", lw=1, label="ideal")
-    for name, s in series.items():
+    for s in series.values():
         s = sorted(s, key=lambda r: r["processes"])
-        base = s[0][key] / s[0]["processes"]
         n = [r["processes"] for r in s]
-        speed = [r[key] / base for r in s]
-        a1.plot(n, speed, "o-", label=name)
-        a2.plot(n, [sp / k for sp, k in zip(speed, n)], "o-", label=name)
+        a1.plot(n, [r["speedup"] for r in s], "o-", label=s[0]["_name"][:60])
+        a2.plot(n, [r["scaling_efficiency"] for r in s], "o-", label=s[0]["_name"][:60])
     a1.set_title("Speed-up vs processes")
     a1.set_xlabel("processes")
     a1.set_ylabel("speed-up")

@@ -13,19 +13,25 @@ import os
 from pathlib import Path
 from typing import Any
 
+from skinacc.config import read_run_config
+
 __all__ = [
     "compare_records",
+    "flat_config",
     "format_epoch_line",
+    "label_differences",
     "launch_info",
     "log_artifact",
     "log_evaluation",
     "log_images",
     "log_results_run",
+    "log_run_end",
     "prepare_wandb",
     "read_offline_run",
     "records_markdown",
     "run_identity",
     "run_record",
+    "start_tracking",
     "wandb_run",
     "write_history",
     "write_json",
@@ -105,12 +111,17 @@ def write_history(output_dir: str | os.PathLike, history: list[dict[str, Any]]) 
 
 
 def format_epoch_line(r: dict[str, Any], epochs: int) -> str:
-    """The one summary line printed per epoch."""
+    """The one summary line printed per epoch (validation figures when the epoch was validated)."""
+    val = (
+        f"val_loss {r['val_loss']:.4f} val_acc {r['val_accuracy']:.4f} val_bal_acc {r['val_balanced_accuracy']:.4f} | "
+        if "val_loss" in r
+        else ""
+    )
     return (
-        f"epoch {r['epoch'] + 1}/{epochs} | loss {r['train_loss']:.4f} acc {r['train_accuracy']:.4f} | "
-        f"val_loss {r['val_loss']:.4f} val_acc {r['val_accuracy']:.4f} | lr {r['lr']:.2e} | "
-        f"{r['images_per_sec']:.1f} img/s | data wait {r['data_wait_pct']:.1f}% | {r['epoch_seconds']:.1f} s | "
-        f"peak {r['peak_mem_mb']:.0f} MB" + (" | best" if r.get("is_best") else "")
+        f"epoch {r['epoch']}/{epochs} | loss {r['train_loss']:.4f} acc {r['train_accuracy']:.4f} | {val}"
+        f"lr {r['lr']:.2e} | {r['images_per_sec']:.1f} img/s | data wait {r['data_wait_pct']:.1f}% | "
+        f"{r['epoch_seconds']:.1f} s | peak {r['peak_mem_mb']:.0f} MB"
+        + (" | best" if r.get("is_best") else "")
     )
 
 
@@ -150,14 +161,44 @@ def prepare_wandb(report_to: str) -> str | None:
     return "offline"
 
 
+def start_tracking(
+    accelerator,
+    log_args,
+    config: dict[str, Any],
+    out: str | os.PathLike,
+    job_type: str,
+    name: str | None = None,
+    group: str | None = None,
+    tags: list[str] | None = None,
+) -> None:
+    """Start the run's tracker through accelerate (no-op with ``--report_to none``).
+
+    Args:
+        accelerator: The ``Accelerator`` (built with ``log_with=log_args.report_to``).
+        log_args: ``LoggingArguments``; its run name, group and tags win over the derived ones.
+        config: What the run records as its config.
+        out: The run's folder (W&B writes ``wandb/`` there).
+        job_type: W&B job type (``train``, ``eval``, ``profile``).
+        name, group, tags: Derived defaults (e.g. from :func:`run_identity`).
+    """
+    if log_args.report_to == "none":
+        return
+    init = {
+        "name": log_args.run_name or name,
+        "group": log_args.run_group or group,
+        "tags": [*(tags or []), *(log_args.tags or [])],
+        "dir": str(out),
+        "job_type": job_type,
+    }
+    accelerator.init_trackers(log_args.project, config=config, init_kwargs={"wandb": init})
+
+
 def wandb_run(accelerator):
-    """The live ``wandb`` run on the main process, or None (other ranks, other trackers, disabled)."""
-    if not accelerator.is_main_process:
+    """The live ``wandb`` run on the main process (``accelerator.get_tracker("wandb", unwrap=True)``), or
+    None: other ranks, another tracker, or no tracker (``get_tracker`` would raise or return a blank)."""
+    if not accelerator.is_main_process or not any(t.name == "wandb" for t in accelerator.trackers):
         return None
-    for t in getattr(accelerator, "trackers", []):
-        if getattr(t, "name", None) == "wandb":
-            return getattr(t, "run", None)
-    return None
+    return accelerator.get_tracker("wandb", unwrap=True)
 
 
 def log_images(run, images: dict[str, str | os.PathLike], step: int | None = None) -> None:
@@ -210,6 +251,32 @@ def log_artifact(
         else:
             art.add_file(str(p))
     run.log_artifact(art, aliases=aliases or [])
+
+
+def log_run_end(
+    accelerator,
+    out: str | os.PathLike,
+    metrics: dict[str, Any],
+    summary: dict[str, Any],
+    artifact: str | None,
+) -> None:
+    """What a training run sends to W&B at its end (main process; no-op without a W&B run): the
+    training curves and test plots as images, the test evaluation's tables, and the best model as a
+    ``model`` artifact named ``<artifact>-<W&B run id>`` (one per run, so runs of one set-up never
+    overwrite each other's ``best``; None: not logged) with ``summary`` as its metadata."""
+    from skinacc.metrics.report import EVAL_PLOTS
+
+    run = wandb_run(accelerator)
+    if run is None:
+        return
+    out = Path(out)
+    images = {"plots/training_curves": out / "training_curves.png"}
+    images |= {f"plots/test_{p.removesuffix('.png')}": out / "eval_test" / p for p in EVAL_PLOTS}
+    log_images(run, images)
+    if metrics:
+        log_evaluation(run, metrics, "test")
+    if artifact and (out / "best").is_dir():
+        log_artifact(run, out / "best", f"{artifact}-{run.id}", "model", metadata=summary, aliases=["best"])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -343,8 +410,7 @@ def run_record(source: str) -> dict[str, Any]:
         FileNotFoundError: A local path with neither skinacc outputs nor a W&B run.
     """
     p = Path(source)
-    if (p / "history.json").is_file() and (p / "config.json").is_file():
-        cfg = json.loads((p / "config.json").read_text())
+    if (p / "history.json").is_file() and (cfg := read_run_config(p)):
         hist = json.loads((p / "history.json").read_text())
         summary = json.loads((p / "summary.json").read_text()) if (p / "summary.json").is_file() else {}
         launch = cfg.get("launch", {})
@@ -381,8 +447,10 @@ def run_record(source: str) -> dict[str, Any]:
         )
     prec = launch.get("mixed_precision", "no")
     return {
-        "run": name,
+        "run": p.name if p.exists() else source,  # made unique by compare_runs (paths, not names, differ)
+        "name": name,
         "source": source,
+        "config": flat_config(cfg),
         "model": model,
         "processes": int(launch.get("num_processes", 1)),
         "precision": "fp32" if prec in ("no", None) else prec,
@@ -401,15 +469,73 @@ def run_record(source: str) -> dict[str, Any]:
     }
 
 
+#: Run options that do not make two runs different set-ups (where and under which name they ran,
+#: what was logged), or that compare_records compares explicitly (processes, precision, compile).
+NOT_SETUP = {
+    "output_dir",
+    "run_name",
+    "run_group",
+    "tags",
+    "project",
+    "report_to",
+    "resume_from_checkpoint",
+    "overwrite_output_dir",
+    "cache_dir",
+    "num_processes",
+    "distributed_type",
+    "mixed_precision",
+    "dynamo_backend",
+    "name",
+    "group",
+    "global_batch_size",
+    "data_workers",
+    "steps_per_epoch",
+    "num_workers",
+    "device_name",
+    "torch",
+}
+
+
+def flat_config(cfg: dict[str, Any]) -> dict[str, str]:
+    """A run config ``{section: {option: value}}`` as ``{option: value as text}`` (for comparing runs)."""
+    out: dict[str, str] = {}
+    for values in cfg.values():
+        if isinstance(values, dict):
+            for k, v in values.items():
+                if not isinstance(v, dict):
+                    out.setdefault(k, json.dumps(v, default=str, sort_keys=True))
+    return out
+
+
+def label_differences(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give each run row a unique ``run`` label (its path where folder names repeat), a ``differs``
+    column naming the options in which it differs from the others, and a ``setup`` key shared by runs
+    that differ only in processes, precision, compile and bookkeeping (see :data:`NOT_SETUP`)."""
+    names = [r["run"] for r in rows]
+    for r in rows:
+        if names.count(r["run"]) > 1:
+            r["run"] = r["source"]
+    configs = [r.get("config", {}) for r in rows]
+    keys = sorted({k for c in configs for k in c})
+    varying = [k for k in keys if len({c.get(k) for c in configs}) > 1]
+    for r, c in zip(rows, configs):
+        r["differs"] = " ".join(f"{k}={c.get(k, '-')}" for k in varying if k not in NOT_SETUP) or "-"
+        r["setup"] = json.dumps({k: c.get(k) for k in keys if k not in NOT_SETUP}, sort_keys=True)
+    return rows
+
+
 def compare_records(
     rows: list[dict[str, Any]], variant: tuple[str, ...] = ("model", "precision", "compile")
 ) -> list[dict[str, Any]]:
-    """Add speed-up and scaling efficiency vs the fewest-process row of the same ``variant``, and
+    """Add speed-up and scaling efficiency vs the fewest-process rows of the same ``variant``, and
     throughput/memory relative to the fp32 row of the same variant and process count.
 
-    Rows without ``images_per_sec`` (failed measurements) are left as they are. Used by
-    ``recipes/compare_runs.py`` (runs) and ``recipes/benchmark_throughput.py`` (benchmark variants,
-    with mode, layout and batch size in ``variant``).
+    Speed-up and efficiency are computed only within a group of equal ``variant`` that was measured at
+    two or more process counts (NaN otherwise); the base is the mean of the group's rows at its smallest
+    process count, so repeats of one set-up are never mistaken for a scaling point. Rows without
+    ``images_per_sec`` (failed measurements) are left as they are. Used by ``recipes/compare_runs.py``
+    (runs, grouped by ``setup``; see :func:`label_differences`) and ``recipes/benchmark_throughput.py``
+    (benchmark variants, with mode, layout and batch size in ``variant``).
     """
 
     def nan_div(a: float, b: float) -> float:
@@ -418,9 +544,13 @@ def compare_records(
     measured = [r for r in rows if "images_per_sec" in r]
     for r in measured:
         same = [q for q in measured if all(q.get(k) == r.get(k) for k in variant)]
-        base = min(same, key=lambda q: q["processes"])
-        r["speedup"] = nan_div(r["images_per_sec"], base["images_per_sec"])
-        r["scaling_efficiency"] = r["speedup"] * base["processes"] / r["processes"]
+        counts = sorted({q["processes"] for q in same})
+        if len(counts) < 2:
+            r["speedup"] = r["scaling_efficiency"] = float("nan")
+        else:
+            base = [q["images_per_sec"] for q in same if q["processes"] == counts[0]]
+            r["speedup"] = nan_div(r["images_per_sec"], sum(base) / len(base))
+            r["scaling_efficiency"] = r["speedup"] * counts[0] / r["processes"]
         fp32 = [
             q
             for q in measured

@@ -106,7 +106,8 @@ def test_evaluate_flip_tta_wandb_and_unknown_classes(trained_run, tmp_path):
             str(trained_run),
             "--split",
             "validation",
-            "--tta_flip",
+            "--tta",
+            "flip",
             "--output_dir",
             str(tmp_path / "tta"),
             "--num_workers",
@@ -116,7 +117,7 @@ def test_evaluate_flip_tta_wandb_and_unknown_classes(trained_run, tmp_path):
         ],
         env={"WANDB_MODE": "offline"},
     )
-    assert json.loads((tmp_path / "tta" / "metrics.json").read_text())["tta_flip"] is True
+    assert json.loads((tmp_path / "tta" / "metrics.json").read_text())["tta"] == "flip"
     logged = read_offline_run(tmp_path / "tta" / "wandb")
     assert logged["job_type"] == "eval" and "validation/balanced_accuracy" in logged["summary"]
     assert "plots/confusion_matrix" in logged["summary"] and "validation/per_class" in logged["summary"]
@@ -125,7 +126,7 @@ def test_evaluate_flip_tta_wandb_and_unknown_classes(trained_run, tmp_path):
         ["--model", str(trained_run), "--synthetic_num_classes", "5", "--output_dir", str(tmp_path / "x")],
         check=False,
     )
-    assert bad.returncode != 0 and "does not know the data's classes" in bad.stderr
+    assert bad.returncode != 0 and "unknown to --model" in bad.stderr and "synthetic" in bad.stderr
 
 
 def test_plots_recipe_regenerates_everything(trained_run):
@@ -144,3 +145,44 @@ def test_plots_recipe_regenerates_everything(trained_run):
     assert (trained_run / "training_curves.png").is_file()
     for p in EVAL_PLOTS:
         assert Image.open(trained_run / "eval_test" / p).size[0] >= 400
+
+
+def test_evaluate_an_external_labelled_folder(trained_run, tmp_path):
+    """Every image of an outside folder is test data; classes are matched by name, a missing class is
+    fine (support 0), a single class folder is fine, and an unknown class folder is a clear error."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(json.loads((trained_run / "data_report.json").read_text())["root"])
+    names = sorted(d.name for d in root.iterdir() if d.is_dir())
+    clinic = tmp_path / "clinic"
+    for c in names[1:]:  # lacks the model's first class, so folder ids and model ids differ
+        shutil.copytree(root / c, clinic / c)
+    n = sum(1 for _ in clinic.rglob("*.jpg"))
+    proc = run_recipe(
+        "evaluate.py", ["--model", str(trained_run), "--data_dir", str(clinic), "--num_workers", "0"]
+    )
+    out = trained_run / "eval_clinic"
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["split"] == "all" and m["num_samples"] == n
+    assert m["per_class"][names[0]]["support"] == 0 and names[0] in proc.stdout
+    assert [m["per_class"][c]["support"] for c in names[1:]] == [
+        len(list((clinic / c).glob("*.jpg"))) for c in names[1:]
+    ]
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert all(r["true"] == Path(r["path"]).parent.name for r in rows), "true labels matched by name"
+
+    single = tmp_path / "single"
+    shutil.copytree(root / names[0], single / names[0])
+    run_recipe("evaluate.py", ["--model", str(trained_run), "--data_dir", str(single), "--num_workers", "0"])
+    assert (
+        json.loads((trained_run / "eval_single" / "metrics.json").read_text())["per_class"][names[0]][
+            "support"
+        ]
+        > 0
+    )
+
+    (clinic / "eczema").mkdir()
+    shutil.copy(next((clinic / names[1]).glob("*.jpg")), clinic / "eczema" / "x.jpg")
+    bad = run_recipe("evaluate.py", ["--model", str(trained_run), "--data_dir", str(clinic)], check=False)
+    assert bad.returncode != 0 and "['eczema'] unknown to --model" in bad.stderr and str(clinic) in bad.stderr

@@ -108,3 +108,25 @@ def test_evaluate_module_loads_offline_from_path():
     assert res["accuracy"] == pytest.approx(compute_all(y, p)["accuracy"])
     assert set(res["per_class"]) == {"a", "b", "c", "d"}
     assert SKIN_METRICS_PATH.endswith("skin_metrics.py")
+
+
+def test_top_k_with_ties_and_absent_class_auc_follow_scikit_learn():
+    """Tied scores are broken as scikit-learn breaks them; with a class absent from the labels, the
+    macro AUC averages the classes present (scikit-learn raises, or gives NaN), each scikit-learn's AUC."""
+    y = np.array([0, 1, 2, 3, 1, 2])
+    p = np.full((6, 4), 0.25)  # every score tied
+    p[4] = [0.1, 0.3, 0.3, 0.3]
+    for k in (1, 2, 3):
+        assert compute_all(y, p, top_k=(k,)).get(f"top_{k}_accuracy", 1.0) == pytest.approx(
+            skm.top_k_accuracy_score(y, p, k=k, labels=range(4))
+        )
+    y2, p2 = _random(300, 5, 11)
+    y2[y2 == 4] = 0
+    with pytest.raises(ValueError):  # scikit-learn: an error, or NaN when given the labels
+        skm.roc_auc_score(y2, p2, multi_class="ovr", average="macro")
+    with pytest.warns(UserWarning):
+        assert np.isnan(skm.roc_auc_score(y2, p2, multi_class="ovr", average="macro", labels=range(5)))
+    m = compute_all(y2, p2)
+    assert m["roc_auc_macro"] == pytest.approx(
+        np.mean([skm.roc_auc_score(y2 == k, p2[:, k]) for k in range(4)])
+    )

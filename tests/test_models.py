@@ -100,7 +100,7 @@ def test_timm_folder_round_trip(tmp_path):
     model.eval()
     names = ["Ba  Cellulitis", "Heathy", "melanoma", "nevus"]
     save_timm_folder(model, tmp_path / "m", names, resolve_data_config(model, image_size=64))
-    loaded, labels, cfg = load_model(str(tmp_path / "m"))
+    loaded, labels, cfg = load_model(str(tmp_path / "m"))[:3]
     assert labels == names and cfg.image_size == 64
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():

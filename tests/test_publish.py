@@ -118,7 +118,7 @@ def test_hub_folder_loads_with_timm_and_transformers(trained_run, tmp_path):
         and "hf-hub:my-org/skinacc-test" in card
     )
 
-    trained, names, data_cfg = load_model(str(trained_run))
+    trained, names, data_cfg = load_model(str(trained_run))[:3]
     via_timm = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
     via_hf = AutoModelForImageClassification.from_pretrained(str(folder)).eval()
     assert via_timm.pretrained_cfg["label_names"] == names == [via_hf.config.id2label[i] for i in range(3)]

@@ -33,7 +33,7 @@ def test_end_to_end_single_process(tmp_path):
     assert hist[-1]["train_loss"] < hist[0]["train_loss"], "loss falls"
     for key in ("images_per_sec", "data_wait_pct", "step_time_ms", "peak_mem_mb", "lr", "val_loss"):
         assert hist[0][key] > 0
-    cfg = (out / "config.yaml").read_text()
+    cfg = (out / "run_config.yaml").read_text()
     assert "test_efficientnet" in cfg and "num_processes: 1" in cfg
     assert (out / "history.csv").read_text().startswith("epoch,")
     best = json.loads((out / "best" / "config.json").read_text())
@@ -94,7 +94,7 @@ def test_two_processes_agree_and_stop_together(tmp_path):
         ],
     )
     hist = _history(out)
-    cfg = json.loads((out / "config.json").read_text())
+    cfg = json.loads((out / "run_config.json").read_text())
     assert cfg["launch"]["num_processes"] == 2 and cfg["launch"]["distributed_type"] == "MULTI_CPU", (
         "world size really is 2"
     )
@@ -115,9 +115,39 @@ def test_two_processes_agree_and_stop_together(tmp_path):
     # Process-agreement is also enforced at run time: skinacc.engine.assert_ranks_agree raises otherwise.
 
 
-def test_kill_and_resume_equals_uninterrupted(tmp_path):
-    """A run killed mid-epoch and resumed ends with the same weights and history (bit-identical on CPU)."""
+# Every option of the dermoscopy recipe that carries state or randomness across a resume.
+RECIPE_OPTIONS = [
+    "--augment",
+    "dermoscopy",
+    "--scheduler",
+    "cosine",
+    "--warmup_epochs",
+    "1",
+    "--optimizer",
+    "adamw",
+    "--weight_decay",
+    "0.05",
+    "--label_smoothing",
+    "0.1",
+    "--class_weighting",
+    "balanced",
+    "--sampler",
+    "balanced",
+    "--ema_decay",
+    "0.9",
+    "--select_metric",
+    "balanced_accuracy",
+    "--drop_path_rate",
+    "0.1",
+]
+
+
+@pytest.mark.parametrize("options", [[], RECIPE_OPTIONS], ids=["seed_defaults", "dermoscopy_options"])
+def test_kill_and_resume_equals_uninterrupted(tmp_path, options):
+    """A run killed mid-epoch and resumed ends with the same weights, EMA, best model and history
+    (bit-identical on CPU), with the seed's defaults and with every option of the dermoscopy recipe."""
     args = [
+        *options,
         *TINY,
         "--epochs",
         "3",
@@ -179,16 +209,21 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
         "train_accuracy",
         "val_loss",
         "val_accuracy",
+        "val_balanced_accuracy",
         "lr",
         "global_step",
         "is_best",
     )
     strip = lambda h: [{k: r[k] for k in keys} for r in h]  # noqa: E731
     assert strip(_history(out)) == strip(_history(ref))
-    final_ref = load_file(str(list_checkpoints(ref / "checkpoints")[-1] / "model.safetensors"))
-    final_out = load_file(str(list_checkpoints(out / "checkpoints")[-1] / "model.safetensors"))
-    assert final_ref.keys() == final_out.keys()
-    assert all(torch.equal(final_ref[k], final_out[k]) for k in final_ref)
+    last = lambda run: list_checkpoints(run / "checkpoints")[-1] / "model.safetensors"  # noqa: E731
+    best = lambda run: run / "best" / "model.safetensors"  # noqa: E731
+    for pick in (last, best):
+        a, b = load_file(str(pick(ref))), load_file(str(pick(out)))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), pick(out)
+    if "--ema_decay" in options:
+        best_meta = json.loads((out / "best" / "skinacc.json").read_text())
+        assert best_meta["ema"] is True, "the EMA weights are what was kept as best"
 
 
 def test_resume_errors_are_clear(tmp_path):
@@ -384,3 +419,58 @@ def test_train_one_epoch_leaves_warm_up_out_of_speed_figures_only():
         )
         assert s["images"] == timed and state.seen == 24 and state.batch_in_epoch == 6, (after, s)
         assert s["seconds"] > 0 and 0 <= s["data_wait_pct"] <= 100
+
+
+def test_recipe_options_under_two_processes_with_calibration(tmp_path):
+    """Every recipe option with two gloo ranks: validation and test counted once, the temperature
+    fitted on the gathered validation set stored with the model and applied to the test split."""
+    out = tmp_path / "ddp_recipe"
+    proc = run_two_process(
+        "train.py",
+        [
+            *RECIPE_OPTIONS,
+            *TINY,
+            "--synthetic_num_classes",
+            "3",
+            "--epochs",
+            "2",
+            "--tta",
+            "dihedral",
+            "--calibrate",
+            "--output_dir",
+            str(out),
+        ],
+    )
+    report = json.loads((out / "data_report.json").read_text())
+    hist, summary = _history(out), json.loads((out / "summary.json").read_text())
+    assert all(r["val_images"] == report["split_sizes"]["validation"] for r in hist)
+    assert summary["test_images"] == report["split_sizes"]["test"]
+    assert summary["calibration_val_images"] == report["split_sizes"]["validation"]
+    t = summary["calibration_val_temperature"]
+    stored = json.loads((out / "best" / "config.json").read_text())["skinacc"]
+    assert stored == {"tta": "dihedral", "temperature": t, "calibrated_on": "validation"}
+    metrics = json.loads((out / "eval_test" / "metrics.json").read_text())
+    assert metrics["temperature"] == t and metrics["tta"] == "dihedral"
+    assert "calibration on validation" in proc.stdout and "temperature" in proc.stdout
+
+
+def test_final_fit_trains_on_train_and_validation(tmp_path):
+    out = tmp_path / "final"
+    run_recipe(
+        "train.py",
+        [*TINY, "--final_fit", "--scheduler", "cosine", "--epochs", "2", "--output_dir", str(out)],
+    )
+    sizes = json.loads((out / "data_report.json").read_text())["split_sizes"]
+    resolved = json.loads((out / "run_config.json").read_text())["resolved"]
+    assert resolved["train_images"] == sizes["train"] + sizes["validation"]
+    hist = _history(out)
+    assert len(hist) == 2 and all("val_loss" not in r and r["is_best"] for r in hist)
+    assert json.loads((out / "best" / "skinacc.json").read_text())["epoch"] == 2, "the last epoch is kept"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final_fit"] is True and summary["best_epoch"] == 2 and summary["test_images"] > 0
+    assert [r["epoch"] for r in hist] == [1, 2], "epochs numbered from 1"
+    bad = run_recipe("train.py", [*TINY, "--final_fit", "--output_dir", str(tmp_path / "x")], check=False)
+    assert (
+        bad.returncode != 0
+        and "--final_fit has no validation split to drive --scheduler plateau" in bad.stderr
+    )

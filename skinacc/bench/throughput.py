@@ -25,7 +25,7 @@ from skinacc.engine import (
     reset_peak_memory,
     train_one_epoch,
 )
-from skinacc.pipeline import TrainingPieces, build_training, loader_kwargs
+from skinacc.pipeline import TrainingPieces, augment_config, build_training, loader_kwargs
 
 __all__ = ["measure_compute", "measure_end_to_end", "repeated_loader"]
 
@@ -254,8 +254,8 @@ def repeated_loader(
         datasets.DatasetDict({name: datasets.concatenate_datasets([flat] * copies)}),
         p.data_cfg,
         seed=0,
-        hflip=data_args.hflip,
         fast_decode=data_args.fast_decode,
+        augment=augment_config(data_args),
     )[name]
     kw = loader_kwargs(data_args, p.workers, seed=0) | {"persistent_workers": False}
     return accelerator.prepare(build_dataloader(ds, batch_size, train=split == "train", **kw))

@@ -1,27 +1,39 @@
 """Data side of skinacc: sources, checks, splits, transforms and loaders (see ``load_skin_dataset``)."""
 
 from skinacc.data.images import check_image, load_rgb, to_rgb
-from skinacc.data.loaders import build_dataloader, collate_skin, default_num_workers, get_transform
+from skinacc.data.loaders import (
+    BalancedSampler,
+    balanced_class_weights,
+    build_dataloader,
+    collate_skin,
+    default_num_workers,
+    get_transform,
+)
 from skinacc.data.sources import BadFile, DataReport, SkinData, load_skin_dataset, paths_of, scan_image_folder
 from skinacc.data.splits import split_indices, stratified_split
 from skinacc.data.synthetic import SyntheticSpec, generate_synthetic_dataset, synthetic_class_names
 from skinacc.data.transforms import (
+    AugmentConfig,
     BatchNormalizer,
     DataConfig,
     ImageTransform,
     preresize,
+    resolve_augment,
     resolve_data_config,
     set_transforms,
 )
 
 __all__ = [
+    "AugmentConfig",
     "BadFile",
+    "BalancedSampler",
     "BatchNormalizer",
     "DataConfig",
     "DataReport",
     "ImageTransform",
     "SkinData",
     "SyntheticSpec",
+    "balanced_class_weights",
     "build_dataloader",
     "check_image",
     "collate_skin",
@@ -32,6 +44,7 @@ __all__ = [
     "load_skin_dataset",
     "paths_of",
     "preresize",
+    "resolve_augment",
     "resolve_data_config",
     "scan_image_folder",
     "set_transforms",

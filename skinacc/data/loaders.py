@@ -11,12 +11,20 @@ import logging
 import os
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from skinacc.data.transforms import ImageTransform
 
-__all__ = ["build_dataloader", "collate_skin", "default_num_workers", "get_transform"]
+__all__ = [
+    "BalancedSampler",
+    "balanced_class_weights",
+    "build_dataloader",
+    "collate_skin",
+    "default_num_workers",
+    "get_transform",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +40,59 @@ def default_num_workers(requested: int | None, num_processes: int = 1) -> int:
     if requested is None:
         return max(1, share - 1)
     return max(0, min(requested, share))
+
+
+def balanced_class_weights(labels, num_classes: int) -> torch.Tensor:
+    """Loss weights ``n / (classes x count_c)`` (scikit-learn's ``"balanced"``): every class weighs as
+    much in total as any other. Classes absent from ``labels`` get weight 0 (they cannot occur).
+
+    Raises:
+        ValueError: ``labels`` is empty.
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    if not len(y):
+        raise ValueError("balanced class weights need at least one label")
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(num_classes)
+    w[present] = len(y) / (present.sum() * counts[present])
+    return torch.tensor(w, dtype=torch.float32)
+
+
+class BalancedSampler(Sampler[int]):
+    """Draw an epoch of indices with replacement so that every class is equally likely.
+
+    Each index is drawn with probability ``1 / (classes x count of its class)``. The whole epoch's
+    sequence is a pure function of ``(seed, epoch)``: every process computes the same sequence and
+    ``accelerator.prepare`` hands each its own share of the batches (so DDP sees each drawn sample once),
+    and a run resumed mid-epoch skips into the very same sequence.
+
+    Args:
+        labels: Class id of every sample of the split.
+        seed: Base seed.
+        num_samples: Draws per epoch (default: the split's size, so an epoch costs what it did).
+    """
+
+    def __init__(self, labels, seed: int = 0, num_samples: int | None = None):
+        y = np.asarray(labels, dtype=np.int64)
+        if not len(y):
+            raise ValueError("--sampler balanced: the training split is empty")
+        counts = np.bincount(y)
+        w = 1.0 / counts[y]
+        self.p = w / w.sum()
+        self.seed = seed
+        self.num_samples = int(num_samples or len(y))
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        rng = np.random.default_rng((self.seed, self.epoch))
+        return iter(rng.choice(len(self.p), size=self.num_samples, replace=True, p=self.p).tolist())
 
 
 def collate_skin(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -67,6 +128,7 @@ def build_dataloader(
     prefetch_factor: int = 4,
     seed: int = 0,
     drop_last: bool | None = None,
+    sampler: Sampler | None = None,
 ) -> DataLoader:
     """A DataLoader over a transformed ``datasets.Dataset``.
 
@@ -80,6 +142,7 @@ def build_dataloader(
         prefetch_factor: Batches each worker prepares ahead (only with workers).
         seed: Seeds the shuffle generator (accelerate's seedable sampler adds the epoch).
         drop_last: Override the default (True for training when the split exceeds one batch).
+        sampler: Draw the order from this sampler (e.g. :class:`BalancedSampler`) instead of shuffling.
     """
     gen = torch.Generator()
     gen.manual_seed(seed)
@@ -89,7 +152,8 @@ def build_dataloader(
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=train,
+        shuffle=train and sampler is None,
+        sampler=sampler,
         num_workers=num_workers,
         pin_memory=pin_memory and torch.cuda.is_available(),
         # Drop a ragged last training batch (a batch of 1 breaks BatchNorm), unless that drops all.

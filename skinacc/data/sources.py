@@ -18,6 +18,7 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -85,11 +86,30 @@ class DataReport:
         if self.empty_classes:
             parts.append(f"empty class folders left out: {self.empty_classes}")
         if self.bad_files:
-            parts.append(f"{len(self.bad_files)} unreadable files skipped (see bad_files.json)")
+            parts.append(f"{len(self.bad_files)} unreadable files skipped (see data_report.json)")
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def add_skipped(self, skip_log: str | os.PathLike) -> int:
+        """Add the images that failed to decode while the data were read (an ``ImageTransform``
+        ``skip_log``) to :attr:`bad_files`, once each. Returns how many were new."""
+        path = Path(skip_log)
+        if not path.is_file():
+            return 0
+        known = {b.path for b in self.bad_files}
+        new = 0
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a crash mid-write
+                continue
+            if rec.get("path") not in known:
+                known.add(rec["path"])
+                self.bad_files.append(BadFile(rec["path"], f"skipped while reading: {rec.get('reason', '')}"))
+                new += 1
+        return new
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the report (with every bad file and its reason) as JSON."""
@@ -130,14 +150,20 @@ def _visible(p: Path) -> bool:
     return not p.name.startswith((".", "__MACOSX"))
 
 
-def _find_root(root: Path) -> Path:
-    """Descend through wrapper folders (e.g. ``balanced_dataset/balanced_dataset/``)."""
+def _find_root(root: Path, known_classes: frozenset[str] = frozenset()) -> Path:
+    """Descend through wrapper folders (e.g. ``balanced_dataset/balanced_dataset/``); a lone folder
+    named like a known class is a class folder, not a wrapper."""
     cur = root
     for _ in range(8):
         entries = [e for e in cur.iterdir() if _visible(e)]
         dirs = [e for e in entries if e.is_dir()]
         images = [e for e in entries if e.is_file() and e.suffix.lower() in IMAGE_EXTENSIONS]
-        if len(dirs) == 1 and not images and dirs[0].name.lower() not in SPLIT_ALIASES:
+        if (
+            len(dirs) == 1
+            and not images
+            and dirs[0].name.lower() not in SPLIT_ALIASES
+            and dirs[0].name not in known_classes
+        ):
             cur = dirs[0]
         else:
             break
@@ -145,12 +171,14 @@ def _find_root(root: Path) -> Path:
 
 
 def scan_image_folder(
-    root: str | os.PathLike,
+    root: str | os.PathLike, known_classes: Sequence[str] = ()
 ) -> tuple[dict[str, dict[str, list[Path]]], list[BadFile], Path]:
     """List the images of an image folder, by split and class.
 
     Args:
         root: ``<root>/<Class>/*`` or ``<root>/{train,val,test}/<Class>/*`` (wrapper folders allowed).
+        known_classes: Class names expected (e.g. a model's); a lone sub-folder so named is read as
+            a class, not descended into as a wrapper.
 
     Returns:
         ``({split: {class: [files]}}, skipped, resolved_root)``: split is ``"all"`` without predefined
@@ -165,7 +193,7 @@ def scan_image_folder(
         raise FileNotFoundError(f"data folder {str(root)!r} does not exist")
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {str(root)!r} is not a directory")
-    base = _find_root(root)
+    base = _find_root(root, frozenset(known_classes))
     subdirs = sorted(d for d in base.iterdir() if d.is_dir() and _visible(d))
     if not subdirs:
         raise ValueError(
@@ -278,8 +306,10 @@ def _read_metadata(path: Path, base: Path, root: Path) -> dict[str, dict[str, st
         return rows
 
 
-def _load_folder(args: DataArguments, root: str) -> tuple[dict[str, dict[str, list]], DataReport, list[str]]:
-    layout, skipped, base = scan_image_folder(root)
+def _load_folder(
+    args: DataArguments, root: str, known_classes: Sequence[str] = ()
+) -> tuple[dict[str, dict[str, list]], DataReport, list[str]]:
+    layout, skipped, base = scan_image_folder(root, known_classes)
     report = DataReport(source="imagefolder", root=str(base), predefined_splits="all" not in layout)
     class_names = sorted({c for split in layout.values() for c in split})
     counts = Counter()
@@ -290,9 +320,10 @@ def _load_folder(args: DataArguments, root: str) -> tuple[dict[str, dict[str, li
     for c in report.empty_classes:
         logger.warning("class folder %r holds no images: left out of the class list", c)
     class_names = [c for c in class_names if counts[c] > 0]
-    if len(class_names) < 2:
+    need = 1 if known_classes else 2  # evaluating a known model: one class is a valid test set
+    if len(class_names) < need:
         raise ValueError(
-            f"data folder {str(base)!r}: found {len(class_names)} non-empty class folder(s); need at least 2"
+            f"data folder {str(base)!r}: found {len(class_names)} non-empty class folder(s); need at least {need}"
         )
     cid = {c: i for i, c in enumerate(class_names)}
 
@@ -468,11 +499,15 @@ def _subsample(col: dict[str, list], n: int | None, seed: int) -> dict[str, list
     return {k: [v[i] for i in keep] for k, v in col.items()}
 
 
-def load_skin_dataset(args: DataArguments | None = None, **overrides: Any) -> SkinData:
+def load_skin_dataset(
+    args: DataArguments | None = None, *, known_classes: Sequence[str] = (), **overrides: Any
+) -> SkinData:
     """Load images from the configured source into ``train``/``validation``/``test`` splits.
 
     Args:
         args: Data options; ``None`` means the defaults (the embedded synthetic set).
+        known_classes: The classes of a model the data will be evaluated with: an image folder may then
+            hold a single class folder (see :func:`scan_image_folder`).
         **overrides: Field values replacing those of ``args`` (e.g. ``data_dir=...``).
 
     Returns:
@@ -498,7 +533,7 @@ def load_skin_dataset(args: DataArguments | None = None, **overrides: Any) -> Sk
                 seed=args.synthetic_seed,
             )
             root = str(generate_synthetic_dataset(spec, args.cache_dir))
-        columns, report, class_names = _load_folder(args, root)
+        columns, report, class_names = _load_folder(args, root, known_classes)
         if args.data_dir is None:
             report.source = "synthetic (embedded default, not real skin images)"
 

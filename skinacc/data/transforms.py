@@ -6,6 +6,13 @@ where it is cheapest: workers decode (at reduced DCT scale for large JPEGs), res
 hand over ``uint8`` tensors; normalisation to float happens on the accelerator, batched
 (:class:`BatchNormalizer`), which moves a quarter of the bytes and none of the float maths on the CPU.
 
+Two training augmentations (:class:`AugmentConfig`): ``seed`` is the seed's resize -> random crop ->
+horizontal flip; ``dermoscopy`` is a random-resized crop, the 8 flips/90-degree rotations (a
+dermoscopic image has no "up"), colour jitter, TrivialAugment or RandAugment and random erasing, built
+from torchvision's v2 transforms. torchvision v2 rather than ``timm.data.create_transform``: every v2
+transform draws from torch's RNG only (timm's RandAugment and crops draw from Python's ``random``),
+which is what lets one seeded, forked generator key all of them.
+
 Augmentation randomness is keyed on ``(seed, epoch, sample_id)``, not on worker RNG state, so a run
 resumed mid-epoch sees exactly the crops and flips an uninterrupted run would have seen, whatever the
 number of workers.
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,10 +33,13 @@ from PIL import Image
 from skinacc.data.images import load_rgb
 
 __all__ = [
+    "AUGMENT_PRESETS",
+    "AugmentConfig",
     "BatchNormalizer",
     "DataConfig",
     "ImageTransform",
     "preresize",
+    "resolve_augment",
     "resolve_data_config",
     "set_transforms",
 ]
@@ -107,26 +118,136 @@ def resolve_data_config(
     )
 
 
+@dataclass(frozen=True)
+class AugmentConfig:
+    """What training augmentation does (see :data:`AUGMENT_PRESETS`).
+
+    Attributes:
+        preset: ``seed`` (resize, random crop, horizontal flip) or ``dermoscopy``.
+        hflip: Horizontal-flip probability (``seed``).
+        crop_scale_min: Smallest area share of the random-resized crop (``dermoscopy``).
+        color_jitter: Brightness, contrast and saturation jitter; hue gets a tenth of it.
+        auto_augment: ``none``, ``trivial`` (TrivialAugmentWide) or ``rand`` (RandAugment, 2 ops, magnitude 9).
+        random_erasing: Probability of erasing one rectangle with the mean colour (zero after
+            normalisation, as timm's ``const`` mode).
+    """
+
+    preset: str = "seed"
+    hflip: float = 0.5
+    crop_scale_min: float = 0.35
+    color_jitter: float = 0.2
+    auto_augment: str = "trivial"
+    random_erasing: float = 0.25
+
+
+#: Defaults of the ``dermoscopy`` knobs (``--crop_scale_min`` etc. override them one by one).
+AUGMENT_PRESETS: dict[str, dict[str, Any]] = {
+    "seed": {},
+    "dermoscopy": {
+        "crop_scale_min": 0.35,
+        "color_jitter": 0.2,
+        "auto_augment": "trivial",
+        "random_erasing": 0.25,
+    },
+}
+
+
+def resolve_augment(
+    preset: str = "seed",
+    hflip: float = 0.5,
+    crop_scale_min: float | None = None,
+    color_jitter: float | None = None,
+    auto_augment: str | None = None,
+    random_erasing: float | None = None,
+) -> AugmentConfig:
+    """The :class:`AugmentConfig` of a preset, with any knob given (not ``None``) overriding it."""
+    if preset not in AUGMENT_PRESETS:
+        raise ValueError(f"--augment={preset!r}: must be one of {sorted(AUGMENT_PRESETS)}")
+    given = {
+        "crop_scale_min": crop_scale_min,
+        "color_jitter": color_jitter,
+        "auto_augment": auto_augment,
+        "random_erasing": random_erasing,
+    }
+    knobs = AUGMENT_PRESETS[preset] | {k: v for k, v in given.items() if v is not None}
+    return AugmentConfig(preset=preset, hflip=hflip, **knobs)
+
+
+def _sample_key(seed: int, epoch: int, sample_id: int) -> int:
+    """A 63-bit seed that is a pure function of (seed, epoch, sample): independent streams per sample."""
+    return int(np.random.SeedSequence((seed, epoch, sample_id)).generate_state(1, np.uint64)[0] >> 1)
+
+
+class _Dihedral:
+    """One of the 8 symmetries of the square: a horizontal flip, then 0-3 quarter turns (torch RNG)."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        flip, turns = torch.randint(2, ()).item(), torch.randint(4, ()).item()
+        if flip:
+            x = x.flip(-1)
+        return torch.rot90(x, turns, dims=(-2, -1)) if turns else x
+
+
+def build_dermoscopy_augment(cfg: DataConfig, aug: AugmentConfig):
+    """torchvision v2 pipeline, PIL image in, uint8 (C, S, S) tensor out; all randomness from torch's RNG."""
+    from torchvision.transforms import InterpolationMode, v2
+
+    interp = InterpolationMode(cfg.interpolation if cfg.interpolation != "box" else "bilinear")
+    steps: list[Any] = [
+        v2.RandomResizedCrop(
+            cfg.image_size, scale=(aug.crop_scale_min, 1.0), interpolation=interp, antialias=True
+        )
+    ]
+    if aug.color_jitter > 0:
+        j = aug.color_jitter
+        steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j, hue=min(0.5, j / 10)))
+    if aug.auto_augment == "trivial":
+        steps.append(v2.TrivialAugmentWide(interpolation=interp))
+    elif aug.auto_augment == "rand":
+        steps.append(v2.RandAugment(num_ops=2, magnitude=9, interpolation=interp))
+    steps += [v2.PILToTensor(), _Dihedral()]
+    if aug.random_erasing > 0:
+        mean = [round(255 * m) for m in cfg.mean]
+        steps.append(v2.RandomErasing(p=aug.random_erasing, value=mean))
+    return v2.Compose(steps)
+
+
 class ImageTransform:
     """A ``datasets`` batch transform: image column -> ``pixel_values`` uint8 tensors (C, H, W).
 
     Args:
         cfg: Sizes and interpolation.
-        train: Random crop and flip when True, centre crop when False.
+        train: Augment (per :class:`AugmentConfig`) when True, resize and centre crop when False.
         seed: Base of the per-sample augmentation key.
-        hflip: Flip probability in training.
         fast_decode: Use reduced-size JPEG decoding when the file is at least twice the resize target.
+        augment: Training augmentation (default: the ``seed`` preset).
+        skip_log: A JSON-lines file to which every image that fails to decode here is appended
+            (``path``, ``reason``), from whichever worker or process: a run merges it into its
+            ``data_report.json``, so no image is left out unreported.
     """
 
     def __init__(
-        self, cfg: DataConfig, train: bool, seed: int = 0, hflip: float = 0.5, fast_decode: bool = True
+        self,
+        cfg: DataConfig,
+        train: bool,
+        seed: int = 0,
+        fast_decode: bool = True,
+        augment: AugmentConfig | None = None,
+        skip_log: str | None = None,
     ):
         self.cfg = cfg
         self.train = train
+        self.skip_log = skip_log
         self.seed = seed
-        self.hflip = hflip
+        self.augment = augment or AugmentConfig()
+        self.hflip = self.augment.hflip
         self.fast_decode = fast_decode
         self._filter = _INTERP[cfg.interpolation]
+        self._pipeline = (
+            build_dermoscopy_augment(cfg, self.augment)
+            if train and self.augment.preset == "dermoscopy"
+            else None
+        )
         # Shared with DataLoader workers (also persistent ones): set_epoch in the main process is seen
         # by every worker at its next batch.
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
@@ -137,6 +258,12 @@ class ImageTransform:
     def _one(self, src: Any, sample_id: int) -> torch.Tensor:
         cfg = self.cfg
         img = load_rgb(src, cfg.resize_size if self.fast_decode else None)
+        if self._pipeline is not None:
+            # A private, keyed stream: the main process's RNG (dropout, model init) is left untouched
+            # when loading runs in the main process (num_workers=0).
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_sample_key(self.seed, int(self._epoch[0]), int(sample_id)))
+                return self._pipeline(img).contiguous()
         w, h = img.size
         scale = cfg.resize_size / min(w, h)
         nw, nh = max(cfg.image_size, round(w * scale)), max(cfg.image_size, round(h * scale))
@@ -158,15 +285,35 @@ class ImageTransform:
         images = batch["image"]
         ids = batch.get("sample_id") or list(range(len(images)))
         pixels: list[torch.Tensor | None] = []
+        errors: list[str | None] = []
         for src, sid in zip(images, ids):
             try:
                 pixels.append(self._one(src, sid))
-            except (OSError, ValueError, SyntaxError) as e:  # a file changed or broke after verification
+                errors.append(None)
+            # A file that changed or broke after verification, or was never verified (--verify_images
+            # header/none): truncated data, a decompression bomb, garbage.
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
                 path = src.get("path") if isinstance(src, dict) else src
-                logger.warning("skipping unreadable image %s: %s", path, e)
+                reason = f"{type(e).__name__}: {e}"
+                logger.warning("skipping unreadable image %s: %s", path, reason)
                 pixels.append(None)
-        out = {"pixel_values": pixels, "labels": batch["label"], "sample_id": list(ids)}
-        return out
+                errors.append(reason)
+                self._log_skip(str(path), reason)
+        return {"pixel_values": pixels, "labels": batch["label"], "sample_id": list(ids), "error": errors}
+
+    def _log_skip(self, path: str, reason: str) -> None:
+        if not self.skip_log:
+            return
+        import json
+
+        os.makedirs(os.path.dirname(os.path.abspath(self.skip_log)), exist_ok=True)
+        line = json.dumps({"path": path, "reason": reason}) + "\n"
+        # One small O_APPEND write per line: lines from concurrent workers and ranks never interleave.
+        fd = os.open(self.skip_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
 
 
 def _preresize_batch(batch: dict[str, list], size: int, quality: int) -> dict[str, list]:
@@ -238,9 +385,14 @@ def preresize(dataset_dict, size: int, cache_dir: str, num_proc: int = 1, qualit
 
 
 def set_transforms(
-    dataset_dict, cfg: DataConfig, seed: int = 0, hflip: float = 0.5, fast_decode: bool = True
+    dataset_dict,
+    cfg: DataConfig,
+    seed: int = 0,
+    fast_decode: bool = True,
+    augment: AugmentConfig | None = None,
+    skip_log: str | None = None,
 ):
-    """Attach on-the-fly transforms: random augmentation on ``train``, deterministic on the others.
+    """Attach on-the-fly transforms: ``augment`` (default: the seed's) on ``train``, deterministic on the others.
 
     The image column is read undecoded (``Image(decode=False)``) so that :func:`load_rgb` can decode at
     reduced size; nothing is decoded until a batch is requested.
@@ -254,7 +406,14 @@ def set_transforms(
     for split, ds in dataset_dict.items():
         raw = ds.cast_column("image", datasets.Image(decode=False))
         out[split] = raw.with_transform(
-            ImageTransform(cfg, train=(split == "train"), seed=seed, hflip=hflip, fast_decode=fast_decode)
+            ImageTransform(
+                cfg,
+                train=(split == "train"),
+                seed=seed,
+                fast_decode=fast_decode,
+                augment=augment,
+                skip_log=skip_log,
+            )
         )
     return datasets.DatasetDict(out)
 

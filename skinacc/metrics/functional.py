@@ -1,10 +1,14 @@
-"""Classification metrics for skin-lesion models, from labels and class probabilities (pure NumPy).
+"""Classification metrics for skin-lesion models, from labels and class probabilities.
 
 Accuracy hides collapsed rare classes; these metrics show them: balanced accuracy, macro F1, per-class
 precision/recall/F1, one-vs-rest ROC AUC (micro, macro, per class), the confusion matrix and the
-expected calibration error. Conventions match scikit-learn (tested against it): averages over classes
-follow its defaults, an undefined precision/recall counts as 0, and a per-class AUC is NaN when the
-class has no positives or no negatives in the labels.
+expected calibration error. Everything scikit-learn computes comes from ``sklearn.metrics`` itself, so
+the numbers are scikit-learn's by construction (undefined precision/recall count as 0, top-k ties are
+broken as scikit-learn breaks them). One deliberate difference: with a class absent from the labels
+(an external test folder that lacks a class), scikit-learn's ``roc_auc_score(multi_class="ovr")``
+raises (or, given ``labels``, returns NaN); skinacc reports that class's AUC as NaN and averages the
+macro AUC over the classes present.
+The expected calibration error and the reliability bins are skinacc's own (scikit-learn has neither).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from sklearn import metrics as skm
 
 __all__ = [
     "accuracy",
@@ -72,28 +77,24 @@ def check_inputs(labels: Any, probs: Any, atol: float = 1e-3) -> tuple[np.ndarra
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts with true classes as rows, predicted classes as columns."""
-    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(cm, (labels, preds), 1)
-    return cm
+    return skm.confusion_matrix(labels, preds, labels=np.arange(num_classes))
 
 
 def accuracy(labels: np.ndarray, probs: np.ndarray) -> float:
-    return float((probs.argmax(1) == labels).mean())
+    return float(skm.accuracy_score(labels, probs.argmax(1)))
 
 
 def top_k_accuracy(labels: np.ndarray, probs: np.ndarray, k: int) -> float:
-    """Share of samples whose true class is among the ``k`` highest probabilities (ties: lower index first)."""
-    k = min(k, probs.shape[1])
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return float((order == labels[:, None]).any(1).mean())
-
-
-def _present(labels: np.ndarray, preds: np.ndarray) -> np.ndarray:
-    return np.union1d(np.unique(labels), np.unique(preds))
+    """Share of samples whose true class is among the ``k`` highest probabilities (scikit-learn's)."""
+    c = probs.shape[1]
+    if k >= c:
+        return 1.0
+    scores = probs[:, 1] if c == 2 else probs  # scikit-learn takes the positive column for 2 classes
+    return float(skm.top_k_accuracy_score(labels, scores, k=k, labels=np.arange(c)))
 
 
 def per_class_report(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall, F1 and support per class (0 where undefined)."""
+    """Precision, recall, F1 and support per class from a confusion matrix (0 where undefined)."""
     tp = np.diag(cm).astype(np.float64)
     pred_n = cm.sum(0).astype(np.float64)
     support = cm.sum(1).astype(np.float64)
@@ -105,47 +106,35 @@ def per_class_report(cm: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def balanced_accuracy(cm: np.ndarray) -> float:
-    """Mean recall over the classes present in the labels."""
+    """Mean recall over the classes present in the labels (scikit-learn's ``balanced_accuracy_score``)."""
     rep = per_class_report(cm)
     present = rep["support"] > 0
     return float(rep["recall"][present].mean())
 
 
-def f1_scores(cm: np.ndarray, labels: np.ndarray, preds: np.ndarray) -> tuple[float, float]:
-    """``(macro F1, support-weighted F1)`` over classes present in labels or predictions."""
-    rep = per_class_report(cm)
-    idx = _present(labels, preds)
-    macro = float(rep["f1"][idx].mean())
-    support = rep["support"][idx]
-    weighted = float((rep["f1"][idx] * support).sum() / support.sum()) if support.sum() else 0.0
-    return macro, weighted
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties sharing their average rank."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    boundaries = np.flatnonzero(np.diff(xs)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(x)]])
-    avg = (starts + ends + 1) / 2.0  # mean of ranks start+1 .. end
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = np.repeat(avg, ends - starts)
-    return ranks
+def f1_scores(labels: np.ndarray, preds: np.ndarray) -> tuple[float, float]:
+    """``(macro F1, support-weighted F1)`` over classes present in labels or predictions (scikit-learn's)."""
+    kw = {"zero_division": 0}
+    return (
+        float(skm.f1_score(labels, preds, average="macro", **kw)),
+        float(skm.f1_score(labels, preds, average="weighted", **kw)),
+    )
 
 
 def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Binary ROC AUC (Mann-Whitney U with tie correction); NaN if only one class is present."""
+    """Binary ROC AUC (scikit-learn's); NaN if only one class is present."""
     y = np.asarray(y_true, dtype=bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         return float("nan")
-    r = _average_ranks(np.asarray(scores, dtype=np.float64))
-    return float((r[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(skm.roc_auc_score(y, scores))
 
 
 def roc_auc_ovr(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
-    """One-vs-rest ROC AUC: per class, macro (mean of the defined ones) and micro (pooled one-hot)."""
+    """One-vs-rest ROC AUC: per class, macro (mean of the defined ones) and micro (pooled one-hot).
+
+    With every class present this is scikit-learn's ``roc_auc_score(multi_class="ovr")``; a class
+    absent from the labels gets NaN and is left out of the macro mean (scikit-learn raises or gives NaN).
+    """
     c = probs.shape[1]
     onehot = np.eye(c, dtype=bool)[labels]
     per = np.array([roc_auc(onehot[:, k], probs[:, k]) for k in range(c)])
@@ -158,16 +147,12 @@ def roc_auc_ovr(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
 
 
 def roc_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False- and true-positive rates at every distinct threshold (starting at (0, 0))."""
+    """False- and true-positive rates at every distinct threshold, from (0, 0) (scikit-learn's)."""
     y = np.asarray(y_true, dtype=bool)
-    order = np.argsort(-np.asarray(scores), kind="mergesort")
-    s, y = np.asarray(scores)[order], y[order]
-    distinct = np.flatnonzero(np.diff(s)) if len(s) > 1 else np.array([], dtype=int)
-    idx = np.concatenate([distinct, [len(s) - 1]])
-    tps = np.cumsum(y)[idx]
-    fps = (idx + 1) - tps
-    p, n = max(int(y.sum()), 1), max(int((~y).sum()), 1)
-    return np.concatenate([[0.0], fps / n]), np.concatenate([[0.0], tps / p])
+    if y.all() or not y.any():  # scikit-learn warns and returns NaN rates; draw the diagonal instead
+        return np.array([0.0, 1.0]), np.array([0.0, 1.0])
+    fpr, tpr, _ = skm.roc_curve(y, scores, drop_intermediate=False)
+    return fpr, tpr
 
 
 def reliability_bins(labels: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> dict[str, np.ndarray]:
@@ -223,7 +208,7 @@ def compute_all(
     cm = confusion_matrix(y, preds, c)
     rep = per_class_report(cm)
     auc = roc_auc_ovr(y, p)
-    macro_f1, weighted_f1 = f1_scores(cm, y, preds)
+    macro_f1, weighted_f1 = f1_scores(y, preds)
     out: dict[str, Any] = {
         "num_samples": len(y),
         "accuracy": accuracy(y, p),

@@ -1,0 +1,234 @@
+"""Model quality on real dermoscopy: skinacc's recipes vs a plain timm script, several seeds, one split.
+
+Every row trains on the same lesion-disjoint split of the shared ISIC set (``lesion_group``; split seed
+42) for the same number of epochs at the same image size, one run at a time, and is scored on the same
+test images with skinacc's metrics. Rows:
+
+- ``seed_defaults``: ``recipes/configs/isic8.yaml`` (the seed's Adam 1e-3, plateau, flip-only, early stop);
+- ``dermoscopy``: ``recipes/configs/dermoscopy.yaml`` (the recommended recipe);
+- ``baseline``: ``benchmarks/plain_timm_baseline.py`` (timm + torchvision only, Adam 3e-4, cosine);
+- ablations of the dermoscopy recipe, one piece taken out each (``-aug``, ``-schedule``, ``-balance``,
+  ``-ema``), and ``-tta``, which re-scores the ``dermoscopy`` models without test-time augmentation;
+- ``dermoscopy_final_fit`` / ``baseline_train_val``: the same recipes trained on train + validation.
+
+    python benchmarks/isic8_quality.py --rows seed_defaults dermoscopy baseline --seeds 0 1 2 \\
+        --work /tmp/isic8q --out benchmarks/results/isic8_quality
+
+Runs already finished in ``--work`` are reused, so the script can be stopped and started again.
+Writes ``runs.csv`` (one line per run: metrics, per-class recall, training minutes), ``summary.json`` and
+``summary.md`` (mean ± sd per row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from skinacc.config import DataArguments  # noqa: E402
+from skinacc.data import load_skin_dataset  # noqa: E402
+from skinacc.metrics import compute_all  # noqa: E402
+
+ISIC = REPO.parent / "shared" / "data" / "isic8-dermoscopy"
+ACCELERATE = str(Path(sys.executable).parent / "accelerate")
+DERMO = REPO / "recipes" / "configs" / "dermoscopy.yaml"
+# Each ablation takes one piece out of the recommended recipe (YAML keys under train:/data:).
+ABLATIONS = {
+    "dermoscopy-aug": {"data": {"augment": "seed"}},
+    "dermoscopy-schedule": {
+        "train": {"optimizer": "adam", "weight_decay": 0.0, "scheduler": "plateau", "warmup_epochs": 0}
+    },
+    "dermoscopy-balance": {"train": {"sampler": "random"}},
+    "dermoscopy-ema": {"train": {"ema_decay": None}},
+}
+
+
+def write_split(path: Path) -> None:
+    """The split every row uses, as path,label,split (what the plain baseline reads)."""
+    data = load_skin_dataset(DataArguments(data_dir=str(ISIC), group_column="lesion_group"))
+    names = data.class_names
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "split"])
+        for split, ds in data.dataset.items():
+            for rel, y in zip(ds["path"], ds["label"]):
+                w.writerow([str(Path(data.report.root) / rel), names[y], split])
+
+
+def train_cmd(config: Path, seed: int, epochs: int, out: Path, extra: list[str]) -> list[str]:
+    return [
+        ACCELERATE, "launch", "--config_file", str(REPO / "accelerate_configs" / "cpu.yaml"),
+        str(REPO / "recipes" / "train.py"), "--config", str(config), "--data_dir", str(ISIC),
+        "--seed", str(seed), "--epochs", str(epochs), "--output_dir", str(out), "--report_to", "none",
+        *extra,
+    ]  # fmt: skip
+
+
+def variant_config(name: str, work: Path) -> Path:
+    cfg = yaml.safe_load(DERMO.read_text())
+    for section, kv in ABLATIONS[name].items():
+        cfg[section].update(kv)
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run_one(row: str, seed: int, args, work: Path, split_csv: Path) -> dict:
+    """Train (or reuse) one run; return its test metrics."""
+    out = work / f"{row}-s{seed}"
+    done = out / "result.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    t0 = time.time()
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    log = (work / f"{row}-s{seed}.log").open("w")
+    if row.startswith("baseline"):
+        out.mkdir(parents=True, exist_ok=True)
+        splits = "train,validation" if row == "baseline_train_val" else "train"
+        cmd = [
+            sys.executable,
+            str(REPO / "benchmarks" / "plain_timm_baseline.py"),
+            "--split_csv",
+            str(split_csv),
+        ]
+        cmd += ["--out", str(out / "preds.npz"), "--epochs", str(args.epochs), "--seed", str(seed)]
+        cmd += ["--size", str(args.size), "--train_splits", splits]
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=env)
+        z = np.load(out / "preds.npz")
+        m = compute_all(z["labels"], z["probs"], list(z["classes"]))
+        train_s = time.time() - t0
+    elif row == "dermoscopy-tta":
+        src = work / f"dermoscopy-s{seed}"
+        run_one("dermoscopy", seed, args, work, split_csv)
+        cmd = [ACCELERATE, "launch", "--config_file", str(REPO / "accelerate_configs" / "cpu.yaml")]
+        cmd += [
+            str(REPO / "recipes" / "evaluate.py"),
+            "--model",
+            str(src),
+            "--tta",
+            "none",
+            "--output_dir",
+            str(out),
+        ]
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=env)
+        m = json.loads((out / "metrics.json").read_text())
+        train_s = json.loads((src / "result.json").read_text())["train_seconds"]
+    else:
+        if row == "seed_defaults":
+            config, extra = REPO / "recipes" / "configs" / "isic8.yaml", ["--image_size", str(args.size)]
+        elif row == "dermoscopy_final_fit":
+            config, extra = DERMO, ["--final_fit", "--calibrate", "false"]
+        elif row in ABLATIONS:
+            config, extra = variant_config(row, work), []
+        else:
+            config, extra = DERMO, []
+        subprocess.run(
+            train_cmd(config, seed, args.epochs, out, extra),
+            check=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        m = json.loads((out / "eval_test" / "metrics.json").read_text())
+        hist = json.loads((out / "history.json").read_text())
+        train_s = sum(r["epoch_seconds"] for r in hist)
+    res = {
+        "row": row,
+        "seed": seed,
+        **{k: m[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "ece")},
+        **{f"recall/{c}": v["recall"] for c, v in m["per_class"].items()},
+        "train_seconds": train_s,
+        "wall_seconds": time.time() - t0,
+    }
+    done.write_text(json.dumps(res, indent=2))
+    return res
+
+
+def summarise(results: list[dict], out: Path, args) -> None:
+    rows = list(dict.fromkeys(r["row"] for r in results))
+    keys = [k for k in results[0] if k not in ("row", "seed")]
+    summary = {}
+    for row in rows:
+        rs = [r for r in results if r["row"] == row]
+        summary[row] = {"seeds": [r["seed"] for r in rs]} | {
+            k: {
+                "mean": float(np.mean([r[k] for r in rs])),
+                "sd": float(np.std([r[k] for r in rs], ddof=1)) if len(rs) > 1 else 0.0,
+            }
+            for k in keys
+        }
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "runs.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["row", "seed", *keys])
+        w.writeheader()
+        w.writerows(results)
+    (out / "summary.json").write_text(
+        json.dumps({"epochs": args.epochs, "size": args.size, "rows": summary}, indent=2)
+    )
+    fmt = lambda s, k, pct=False: f"{s[k]['mean']:.3f} ± {s[k]['sd']:.3f}"  # noqa: E731
+    head = ["accuracy", "balanced_accuracy", "macro_f1", "ece"]
+    lines = [
+        "| row | seeds | " + " | ".join(head) + " | train min |",
+        "|---|---|" + "---:|" * (len(head) + 1),
+    ]
+    for row, s in summary.items():
+        mins = f"{s['train_seconds']['mean'] / 60:.1f}"
+        lines.append(f"| {row} | {len(s['seeds'])} | " + " | ".join(fmt(s, k) for k in head) + f" | {mins} |")
+    recalls = [k for k in keys if k.startswith("recall/")]
+    lines += [
+        "",
+        "Per-class recall (mean over seeds):",
+        "",
+        "| row | " + " | ".join(k[7:] for k in recalls) + " |",
+    ]
+    lines.append("|---|" + "---:|" * len(recalls))
+    for row, s in summary.items():
+        lines.append(f"| {row} | " + " | ".join(f"{s[k]['mean']:.2f}" for k in recalls) + " |")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", nargs="+", default=["seed_defaults", "dermoscopy", "baseline"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--size", type=int, default=160)
+    p.add_argument("--work", default="/tmp/isic8q")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "isic8_quality"))
+    args = p.parse_args()
+    if not (ISIC / "labels.csv").is_file():
+        sys.exit(f"the shared ISIC set is not at {ISIC}")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    split_csv = work / "split.csv"
+    if not split_csv.is_file():
+        write_split(split_csv)
+    results = []
+    for seed in args.seeds:  # seeds outermost: a partial sweep still covers every row
+        for row in args.rows:
+            res = run_one(row, seed, args, work, split_csv)
+            results.append(res)
+            print(
+                f"{row} seed {seed}: bal_acc {res['balanced_accuracy']:.3f} acc {res['accuracy']:.3f} "
+                f"({res['train_seconds'] / 60:.1f} min training)",
+                flush=True,
+            )
+            summarise(
+                sorted(results, key=lambda r: (args.rows.index(r["row"]), r["seed"])), Path(args.out), args
+            )
+
+
+if __name__ == "__main__":
+    main()

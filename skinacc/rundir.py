@@ -1,0 +1,165 @@
+"""A run's output folder: never silently reused, held by one run at a time, checked before any work.
+
+- :func:`output_dir_problem`: is ``--output_dir`` usable at all (not under a file, writable)? Checked
+  when the flags are validated, so a bad path fails in one line before data or model set-up.
+- :func:`claim_output_dir`: a fresh run refuses a folder that already holds a run, unless it resumes
+  (``--resume_from_checkpoint``) or the user says ``--overwrite_output_dir`` (then the previous run's
+  files, and only those skinacc writes, are removed first); and it takes a lock for the run's lifetime.
+- :class:`RunLock`: an exclusive ``flock`` on ``<output_dir>/.skinacc.lock``. The kernel drops it when
+  the holder dies, however it dies, so a stale lock never blocks a new run; the file names the holder
+  (host, pid, start time) for the message a second run prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "RUN_FILES",
+    "OutputDirError",
+    "RunLock",
+    "claim_output_dir",
+    "output_dir_problem",
+    "previous_run_files",
+]
+
+LOCK_NAME = ".skinacc.lock"
+#: What a training run writes into its output folder (with ``eval_*`` folders: what
+#: --overwrite_output_dir removes).
+RUN_FILES = (
+    "checkpoints",
+    "best",
+    "eval_test",
+    "hub",
+    "logs",
+    "history.json",
+    "history.csv",
+    "summary.json",
+    "run_config.yaml",
+    "run_config.json",
+    "config.yaml",  # skinacc < 0.2 wrote the run config under these names
+    "config.json",
+    "data_report.json",
+    "skipped_images.jsonl",
+    "training_curves.png",
+)
+
+
+class OutputDirError(RuntimeError):
+    """The output folder cannot be used for this run (in use, holds another run, not writable)."""
+
+
+def output_dir_problem(path: str | os.PathLike, flag: str = "--output_dir") -> str | None:
+    """Why ``path`` cannot be an output folder (``None`` if it can): a file in the way, or no write access
+    to it or to the nearest existing folder above it."""
+    p = Path(path).expanduser().absolute()
+    cur = p
+    while not cur.exists():
+        if cur.parent == cur:
+            break
+        cur = cur.parent
+    if cur.exists() and not cur.is_dir():
+        where = "is a file" if cur == p else f"is under {str(cur)!r}, which is a file"
+        return f"{flag}={str(path)!r}: {where}; give a folder"
+    if not os.access(cur, os.W_OK | os.X_OK):
+        where = "is not writable" if cur == p else f"cannot be created: {str(cur)!r} is not writable"
+        return f"{flag}={str(path)!r}: {where}"
+    return None
+
+
+def previous_run_files(out: str | os.PathLike) -> list[str]:
+    """The files and folders of a previous training run in ``out``."""
+    out = Path(out)
+    found = [n for n in RUN_FILES if (out / n).exists()]
+    found = [n for n in found if not (n == "checkpoints" and not any((out / n).iterdir()))]
+    # Evaluations of that run's model (recipes/evaluate.py writes eval_<split or folder> beside it).
+    return found + sorted(p.name for p in out.glob("eval_*") if p.is_dir() and p.name not in found)
+
+
+class RunLock:
+    """An exclusive, kernel-held lock on ``<folder>/.skinacc.lock`` (POSIX ``flock``).
+
+    Raises:
+        OutputDirError: Another live process holds it (the message names host, pid and start).
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        import fcntl
+
+        self.path = Path(folder) / LOCK_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = self._read_holder()
+            os.close(self._fd)
+            self._fd = None
+            raise OutputDirError(
+                f"--output_dir={str(self.path.parent)!r} is in use by another run "
+                f"(host {holder.get('host', '?')}, pid {holder.get('pid', '?')}, started {holder.get('started', '?')}); "
+                "wait for it to finish, stop it, or choose another --output_dir"
+            ) from None
+        info = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, json.dumps(info).encode(), 0)
+
+    def _read_holder(self) -> dict[str, Any]:
+        try:
+            return json.loads(os.pread(self._fd, 4096, 0) or b"{}")
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    def release(self) -> None:
+        """Drop the lock (it is also dropped when the process ends)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def claim_output_dir(out: str | os.PathLike, resume: bool, overwrite: bool) -> RunLock:
+    """Lock ``out`` for this run and make sure it will not mix two runs. Call on the main process only.
+
+    Args:
+        out: The run's output folder (created if missing).
+        resume: The run continues from a checkpoint in ``out`` (its files are this run's).
+        overwrite: The user asked to replace a previous run's files (``--overwrite_output_dir``).
+
+    Returns:
+        The held :class:`RunLock`.
+
+    Raises:
+        OutputDirError: The folder is locked by a live run, or holds a previous run and neither
+            ``resume`` nor ``overwrite`` was given.
+    """
+    out = Path(out)
+    lock = RunLock(out)  # first: nothing is checked or removed while another run may be writing
+    found = previous_run_files(out)
+    if found and not resume:
+        if not overwrite:
+            lock.release()
+            raise OutputDirError(
+                f"--output_dir={str(out)!r} already holds a training run ({', '.join(found)}); "
+                "resume it with --resume_from_checkpoint latest, replace it with --overwrite_output_dir, "
+                "or choose another --output_dir"
+            )
+        for name in found:
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+    return lock
