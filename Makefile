@@ -13,8 +13,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
+# -q: a wrong flag prints skinacc's one-line error, not accelerate's traceback of the launcher.
+# The thread count is the one launch setting accelerate cannot read from a config file.
+THREADS ?= $(shell nproc 2>/dev/null || echo 1)
+
 demo: setup
-	$(ACCELERATE) launch --config_file accelerate_configs/cpu.yaml recipes/train.py --config recipes/configs/demo.yaml
+	$(ACCELERATE) launch -q --config_file accelerate_configs/cpu.yaml --num_cpu_threads_per_process $(THREADS) \
+		recipes/train.py --config recipes/configs/demo.yaml --overwrite_output_dir
 
 test: setup
 	$(PY) -m ruff check skinacc recipes tests benchmarks

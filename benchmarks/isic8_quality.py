@@ -96,6 +96,7 @@ def run_one(row: str, seed: int, args, work: Path, split_csv: Path) -> dict:
     if row.startswith("baseline"):
         out.mkdir(parents=True, exist_ok=True)
         splits = "train,validation" if row == "baseline_train_val" else "train"
+        aug = "crop" if row == "baseline_crop" else "rrc"
         cmd = [
             sys.executable,
             str(REPO / "benchmarks" / "plain_timm_baseline.py"),
@@ -103,7 +104,7 @@ def run_one(row: str, seed: int, args, work: Path, split_csv: Path) -> dict:
             str(split_csv),
         ]
         cmd += ["--out", str(out / "preds.npz"), "--epochs", str(args.epochs), "--seed", str(seed)]
-        cmd += ["--size", str(args.size), "--train_splits", splits]
+        cmd += ["--size", str(args.size), "--train_splits", splits, "--aug", aug]
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=env)
         z = np.load(out / "preds.npz")
         m = compute_all(z["labels"], z["probs"], list(z["classes"]))

@@ -26,6 +26,7 @@ p.add_argument("--batch_size", type=int, default=32)
 p.add_argument("--lr", type=float, default=3e-4)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--train_splits", default="train", help="comma-separated, e.g. train,validation")
+p.add_argument("--aug", default="rrc", choices=["rrc", "crop"], help="torchvision tutorial's, or resize+crop")
 a = p.parse_args()
 torch.manual_seed(a.seed)
 with open(a.split_csv) as f:
@@ -46,7 +47,8 @@ class Rows(torch.utils.data.Dataset):
 
 
 norm = T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # tf_efficientnet_lite0's pretrained_cfg
-train_tf = T.Compose([T.RandomResizedCrop(a.size), T.RandomHorizontalFlip(), T.ToTensor(), norm])
+first = [T.RandomResizedCrop(a.size)] if a.aug == "rrc" else [T.Resize(a.size), T.RandomCrop(a.size)]
+train_tf = T.Compose([*first, T.RandomHorizontalFlip(), T.ToTensor(), norm])
 test_tf = T.Compose([T.Resize(a.size), T.CenterCrop(a.size), T.ToTensor(), norm])
 train = Rows([r for r in rows if r["split"] in a.train_splits.split(",")], train_tf)
 test = Rows([r for r in rows if r["split"] == "test"], test_tf)

@@ -4,21 +4,23 @@ Launch settings (processes, precision, compile) come only from ``accelerate_conf
 hyper-parameters from the recipe config and flags (defaults < --config YAML < flags).
 
     # CPU demo on the embedded synthetic set (a few minutes), as `make demo` runs it
-    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/train.py --config recipes/configs/demo.yaml
+    accelerate launch -q --config_file accelerate_configs/cpu.yaml --num_cpu_threads_per_process 2 recipes/train.py --config recipes/configs/demo.yaml
+
+    # The recommended dermoscopy recipe on real images split by lesion, one GPU in bf16; then the
+    # final model on train + validation
+    accelerate launch --config_file accelerate_configs/1gpu_bf16.yaml recipes/train.py --config recipes/configs/dermoscopy.yaml
+    accelerate launch --config_file accelerate_configs/1gpu_bf16.yaml recipes/train.py --config recipes/configs/dermoscopy.yaml \
+        --final_fit --calibrate false --output_dir outputs/dermoscopy_final
 
     # The seed's recipe: EfficientNet-B3, 4 GPUs, fp16 DDP, batch 64 per GPU
     accelerate launch --config_file accelerate_configs/4gpu_fp16.yaml recipes/train.py \
         --config recipes/configs/seed_b3.yaml --data_dir /data/massive-skin-disease
 
-    # One GPU, bf16; real dermoscopy images split by lesion
-    accelerate launch --config_file accelerate_configs/1gpu_bf16.yaml recipes/train.py \
-        --config recipes/configs/isic8.yaml
-
     # DDP on CPU with two real gloo ranks (for testing)
     ACCELERATE_USE_CPU=1 accelerate launch --config_file accelerate_configs/cpu_2proc.yaml \
         --mixed_precision no recipes/train.py --model test_efficientnet --no_pretrained
 
-    # Resume after a crash
+    # Stop with SIGTERM or Ctrl+C (a checkpoint is saved at the next step), then resume exactly there
     accelerate launch ... recipes/train.py ... --resume_from_checkpoint latest
 """
 

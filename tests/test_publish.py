@@ -73,9 +73,10 @@ def test_offline_wandb_run_records_what_matters(trained_run):
     model_art = [a for a in run["artifacts"] if a["type"] == "model"]
     assert (
         model_art
-        and {"config.json", "model.safetensors"} <= set(model_art[0]["files"])
+        and {"config.json", "model.safetensors", "class_map.txt"} <= set(model_art[0]["files"])
         and "best" in model_art[0]["aliases"]
     )
+    assert model_art[0]["name"].endswith(f"-{run['id']}"), "one model artifact per run, named by run id"
     assert "test/macro_f1" in run["summary"]
 
 
@@ -105,8 +106,13 @@ def test_wandb_disabled_mode_trains(tmp_path):
 def test_hub_folder_loads_with_timm_and_transformers(trained_run, tmp_path):
     from transformers import AutoModelForImageClassification, pipeline
 
-    folder = export_for_hub(trained_run, tmp_path / "hub", "my-org/skinacc-test")
-    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    folder = export_for_hub(trained_run, tmp_path / "hub", "my-org/skinacc-test", "cc-by-nc-sa-4.0")
+    assert {p.name for p in folder.iterdir()} == {
+        "config.json",
+        "model.safetensors",
+        "README.md",
+        "class_map.txt",
+    }
     cfg = json.loads((folder / "config.json").read_text())
     assert "model_args" not in cfg, "timm's model_args.num_classes breaks transformers' TimmWrapper"
     assert cfg["pretrained_cfg"]["input_size"] == [3, 48, 48] and len(cfg["pretrained_cfg"]["mean"]) == 3
@@ -206,6 +212,14 @@ def test_export_onnx_matches_pytorch(trained_run, tmp_path):
     assert sess.run(None, {"pixel_values": np.zeros((7, 3, 48, 48), np.float32)})[0].shape == (7, 3), (
         "dynamic batch"
     )
+    meta = sess.get_modelmeta().custom_metadata_map
+    best = json.loads((trained_run / "best" / "config.json").read_text())
+    assert json.loads(meta["label_names"]) == best["label_names"]
+    assert json.loads(meta["mean"]) == best["pretrained_cfg"]["mean"] and json.loads(meta["input_size"]) == [
+        3,
+        48,
+        48,
+    ]
 
 
 def test_compare_runs_local_and_offline_wandb(trained_run, tmp_path):
@@ -218,3 +232,64 @@ def test_compare_runs_local_and_offline_wandb(trained_run, tmp_path):
     )
     assert (tmp_path / "cmp" / "comparison.md").read_text().startswith("| run |")
     assert Image.open(tmp_path / "cmp" / "throughput.png").size[0] > 400
+
+
+def test_model_card_is_a_hub_card_with_licence_from_options(trained_run, tmp_path):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(
+        export_for_hub(trained_run, tmp_path / "a", "org/m", "cc-by-nc-sa-4.0") / "README.md"
+    )
+    assert card.data.license == "cc-by-nc-sa-4.0" and card.data.library_name == "timm"
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    m = json.loads((trained_run / "eval_test" / "metrics.json").read_text())
+    assert results["balanced_accuracy"] == pytest.approx(m["balanced_accuracy"])
+    summary = json.loads((trained_run / "summary.json").read_text())
+    assert f"| best epoch | {summary['best_epoch']} |" in card.text, "1-based, as everywhere else"
+    sizes = json.loads((trained_run / "data_report.json").read_text())["split_sizes"]
+    assert f"{sizes['train']} / {sizes['validation']} / {sizes['test']}" in card.text
+    unset = ModelCard.load(export_for_hub(trained_run, tmp_path / "b") / "README.md")
+    assert unset.data.license == "other" and "the terms of the training data apply" in unset.text
+
+
+def test_class_map_gives_timm_datasets_the_models_numbers(trained_run, tmp_path):
+    """timm numbers the class folders it finds; with the shipped class map a folder lacking a class
+    (and one named to sort differently) still gets the model's numbers."""
+    import shutil
+
+    from timm.data import ImageDataset
+
+    names = (trained_run / "best" / "class_map.txt").read_text().splitlines()
+    assert names == json.loads((trained_run / "best" / "config.json").read_text())["label_names"]
+    root = Path(json.loads((trained_run / "data_report.json").read_text())["root"])
+    partial = tmp_path / "partial"
+    for c in names[1:]:
+        shutil.copytree(root / c, partial / c)
+    plain = ImageDataset(str(partial))
+    mapped = ImageDataset(str(partial), class_map=str(trained_run / "best" / "class_map.txt"))
+    assert plain.reader.class_to_idx[names[1]] == 0, "without the map: renumbered from 0"
+    assert {c: mapped.reader.class_to_idx[c] for c in names[1:]} == {c: names.index(c) for c in names[1:]}
+
+
+def test_runs_are_told_apart_in_comparisons(trained_run, tmp_path):
+    import shutil
+
+    import yaml
+
+    a, b = tmp_path / "a" / "run", tmp_path / "b" / "run"
+    for d in (a, b):
+        shutil.copytree(trained_run, d, ignore=shutil.ignore_patterns("wandb", "checkpoints"))
+    cfg = json.loads((b / "run_config.json").read_text())
+    cfg["train"]["lr"] = 0.5
+    (b / "run_config.json").write_text(json.dumps(cfg))
+    (b / "run_config.yaml").write_text(yaml.safe_dump(cfg))
+    c = tmp_path / "c"
+    shutil.copytree(a, c)
+    _py("compare_runs.py", "--runs", str(a), str(b), str(c), "--output_dir", str(tmp_path / "cmp"))
+    rows = list(csv.DictReader((tmp_path / "cmp" / "comparison.csv").open()))
+    assert [r["run"] for r in rows].count(str(a)) == 1 and len({r["run"] for r in rows}) == 3, "unique labels"
+    assert {r["differs"] for r in rows} == {'lr="0.01"', 'lr="0.5"'} or {r["differs"] for r in rows} == {
+        "lr=0.01",
+        "lr=0.5",
+    }
+    assert all(r["speedup"] in ("", "nan") for r in rows), "one process count: no scaling point"
