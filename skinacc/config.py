@@ -74,6 +74,13 @@ class DataArguments:
         "the group column. Defaults to <data_dir>/labels.csv when --group_column is set.",
         default=None,
     )
+    dedupe_groups: bool = _help(
+        "Find exact and near-duplicate images (skinacc.audit: flips, rotations, resizes, crops, re-encodes, "
+        "brightness/contrast changes) before splitting and keep each duplicate group in one split, merged "
+        "with --group_column when both are given: no copy of an image crosses train/validation/test. "
+        "Needs pip install 'skinacc[audit]'; results are cached in --cache_dir.",
+        default=False,
+    )
     synthetic_num_classes: int = _help("Embedded synthetic set: number of classes.", default=6)
     synthetic_images_per_class: int = _help("Embedded synthetic set: images per class.", default=80)
     synthetic_image_size: int = _help("Embedded synthetic set: image side in pixels.", default=160)

@@ -122,12 +122,17 @@ def loader_kwargs(data_args: DataArguments, workers: int, seed: int) -> dict[str
 
 
 def build_training(
-    accelerator, data_args: DataArguments, model_args: ModelArguments, args: TrainArguments
+    accelerator,
+    data_args: DataArguments,
+    model_args: ModelArguments,
+    args: TrainArguments,
+    need_validation: bool = True,
 ) -> TrainingPieces:
     """Load data, create the model and optimizer, build loaders and prepare them with ``accelerator``.
 
     The main process loads (and, for the synthetic set, generates) the data first; the others then
-    read the caches it wrote.
+    read the caches it wrote. ``need_validation=False`` lets a speed benchmark, which never validates,
+    run without a validation split; training refuses an empty one (unless ``--final_fit``).
     """
     with accelerator.main_process_first():
         data = load_skin_dataset(data_args)
@@ -152,7 +157,7 @@ def build_training(
             source = preresize(source, data_cfg.resize_size, data_args.cache_dir, num_proc=max(1, workers))
     if args.final_fit:
         source = merge_validation_into_train(source)
-    elif not len(source["validation"]):
+    elif need_validation and not len(source["validation"]):
         raise ValueError(
             f"--val_size={data_args.val_size}: the validation split is empty, but the schedule, early "
             "stopping and the best-model choice need one (or train with --final_fit)"

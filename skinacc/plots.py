@@ -21,6 +21,7 @@ import numpy as np
 __all__ = [
     "plot_bars",
     "plot_confusion_matrix",
+    "plot_image_grid",
     "plot_loader_benchmark",
     "plot_per_class",
     "plot_profile",
@@ -473,3 +474,38 @@ def plot_throughput_benchmark(rows: Sequence[dict[str, Any]], out_dir: str | os.
     series = [r | {"precision": f"{r['precision']} {label(r)}"} for r in ok if r["mode"].startswith("train")]
     made += plot_scaling(series, out)
     return made
+
+
+def plot_image_grid(
+    rows: Sequence[Sequence[tuple[Any, str]]],
+    title: str,
+    path: str | os.PathLike,
+    columns: int | None = None,
+    side: float = 2.0,
+) -> Path:
+    """Images with captions in a grid: one row per entry of ``rows`` (e.g. a duplicate group), or, with
+    ``columns``, all cells wrapped ``columns`` to a row. A cell is ``(image source, caption)``: a path,
+    a ``datasets`` image dict, raw bytes or a PIL image; an unreadable one shows its error."""
+    from skinacc.data.images import load_rgb
+
+    cells = [c for r in rows for c in r] if columns else None
+    if columns:
+        rows = [cells[i : i + columns] for i in range(0, len(cells), columns)]
+    ncol = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(side * ncol, side * len(rows) + 0.6), squeeze=False)
+    for i, r in enumerate(rows):
+        for j in range(ncol):
+            ax = axes[i][j]
+            ax.axis("off")
+            if j >= len(r):
+                continue
+            src, caption = r[j]
+            try:
+                img = load_rgb(src, 128)
+                img.thumbnail((128, 128))
+                ax.imshow(img)
+            except (OSError, ValueError) as e:
+                caption = f"unreadable: {e}"[:40]
+            ax.set_title(caption, fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    return save(fig, path)

@@ -181,7 +181,8 @@ def measure_end_to_end(
     )
     train_args = TrainArguments(batch_size=batch_size, eval_batch_size=batch_size)
     model_args = ModelArguments(model=model_name, pretrained=False, channels_last=channels_last)
-    p = build_training(accelerator, data_args, model_args, train_args)
+    # Speed only: no validation split (and no schedule or early stopping) is needed.
+    p = build_training(accelerator, data_args, model_args, train_args, need_validation=False)
     prec = accelerator.mixed_precision if accelerator.mixed_precision != "no" else "fp32"
     base = {
         "precision": prec,

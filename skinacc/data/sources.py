@@ -69,6 +69,7 @@ class DataReport:
     converted_modes: dict[str, int] = field(default_factory=dict)
     split_sizes: dict[str, int] = field(default_factory=dict)
     predefined_splits: bool = False
+    dedupe: dict[str, Any] | None = None  # --dedupe_groups: how many copies were kept with their originals
 
     def summary(self) -> str:
         """One paragraph for logs."""
@@ -554,6 +555,25 @@ def load_skin_dataset(
     origin_arr = np.array(origin)
     labels = np.asarray(flat["label"])
     groups = np.asarray(flat["group"], dtype=object) if "group" in flat else None
+    if args.dedupe_groups:
+        if "all" not in columns:
+            raise ValueError(
+                "--dedupe_groups re-assigns images to splits, but the data come with predefined splits; "
+                "run recipes/audit_data.py to see which copies cross them"
+            )
+        from skinacc.audit import dedupe_groups
+
+        gid, copies = dedupe_groups(
+            flat["image"],
+            None if groups is None else list(groups),
+            default_num_workers(args.num_workers) + 1,
+            args.cache_dir,
+        )
+        report.dedupe = {"copies": copies, "split_groups": int(gid.max()) + 1 if n else 0}
+        logger.info("--dedupe_groups: %d images are copies and stay in their original's split", copies)
+        if "group" not in flat:  # a given group column keeps its values; the split uses the merged groups
+            flat["group"] = [f"dup{g}" for g in gid]
+        groups = gid.astype(str).astype(object)
     if "all" in columns:
         idx = split_indices(labels, args.test_size, args.val_size, args.split_seed, groups)
     else:

