@@ -39,8 +39,11 @@ class AuditArguments:
     output_dir: str = field(default="outputs/audit", metadata={"help": "Folder for the audit's files."})
     duplicates: bool = field(default=True, metadata={"help": "Find exact and near-duplicates."})
     radius: int = field(
-        default=11,
-        metadata={"help": "Hamming radius (bits of 63) of perceptual-hash candidates, at most 11."},
+        default=13,
+        metadata={
+            "help": "Hamming radius (bits of 63) of perceptual-hash candidates, at most 15; larger finds "
+            "more crops and checks more candidates."
+        },
     )
     threshold: float = field(
         default=0.6,
@@ -78,8 +81,8 @@ class AuditArguments:
 
     def validate(self) -> list[str]:
         p = []
-        if not 0 <= self.radius <= 11:
-            p.append(f"--radius={self.radius}: must be in 0..11 (the hash index is exact up to 11 bits)")
+        if not 0 <= self.radius <= 15:
+            p.append(f"--radius={self.radius}: must be in 0..15 (bits of the 63-bit perceptual hash)")
         if not 0 < self.threshold <= 1:
             p.append(f"--threshold={self.threshold}: must be in (0, 1]")
         if self.folds < 2:

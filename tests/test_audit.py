@@ -1,7 +1,6 @@
 """The data audit: invariant hashes, injected copies and label flips found, a clean set reported clean,
 leakage and conflicts, the recipe's files, and --dedupe_groups keeping copies in one split."""
 
-import io
 import json
 import shutil
 import subprocess
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageEnhance
+from PIL import Image
 from scipy.fft import dctn
 
 pytest.importorskip("faiss")
@@ -21,6 +20,9 @@ from skinacc.config import DataArguments
 from skinacc.data import SyntheticSpec, generate_synthetic_dataset, load_skin_dataset
 
 from .conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from audit_injected import transform_copy
 
 
 def test_dihedral_hashes_are_exactly_those_of_the_turned_images():
@@ -33,25 +35,8 @@ def test_dihedral_hashes_are_exactly_those_of_the_turned_images():
     assert len({h.tobytes() for h in hashes}) == 8
 
 
-def _transform(img: Image.Image, kind: str, rng) -> Image.Image:
-    w, h = img.size
-    if kind == "flip_rotate":
-        return img.transpose(Image.Transpose.ROTATE_90).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    if kind == "resize":
-        return img.resize((int(w * 1.7), int(h * 1.7)), Image.Resampling.BICUBIC)
-    if kind == "crop":
-        cw, ch = int(w * rng.uniform(0.9, 0.97)), int(h * rng.uniform(0.9, 0.97))
-        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        return img.crop((x0, y0, x0 + cw, y0 + ch))
-    if kind == "jpeg":
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=40)
-        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-    bright = ImageEnhance.Brightness(img).enhance(float(rng.uniform(0.8, 1.2)))
-    return ImageEnhance.Contrast(bright).enhance(float(rng.uniform(0.8, 1.2)))
-
-
-KINDS = ("flip_rotate", "resize", "crop", "jpeg", "jitter")
+# The benchmark's changes (benchmarks/audit_injected.py), a subset at toy size.
+KINDS = ("flip_rotate", "resize_up", "crop", "jpeg", "jitter")
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +56,7 @@ def injected(tmp_path_factory):
         orig = originals[i]
         cls = orig.parent.name if n % 4 else classes[(classes.index(orig.parent.name) + 1) % 4]
         dst = data / cls / f"copy_{kind}_{orig.stem}.png"
-        _transform(Image.open(orig).convert("RGB"), kind, rng).save(dst)
+        transform_copy(Image.open(orig).convert("RGB"), kind, rng).save(dst)
         copies[str(dst)] = (kind, str(orig))
     flipped = []
     for i in picks[-4:]:
@@ -103,6 +88,23 @@ def test_injected_copies_of_every_kind_are_found(injected, tmp_path):
     assert d["copies"] >= 4 * len(KINDS)
     stray = [g for g in groups if not any(c in g for c in injected["copies"])]
     assert stray == [], f"untouched originals paired: {stray}"
+
+
+def test_parallel_checks_find_what_one_process_finds(injected, tmp_path):
+    files = sorted(str(p) for p in Path(injected["root"]).rglob("*") if p.is_file())
+    fps = fingerprint_all(files, cache_dir=tmp_path)
+    one, two = find_duplicates(fps, files), find_duplicates(fps, files, workers=2)
+    assert len(one.pairs) >= 4 * len(KINDS)
+    assert [(p.a, p.b, p.kind, p.similarity) for p in one.pairs] == [
+        (p.a, p.b, p.kind, p.similarity) for p in two.pairs
+    ]
+    assert (one.candidates, one.coarse_checked, one.fine_checked) == (
+        two.candidates,
+        two.coarse_checked,
+        two.fine_checked,
+    )
+    with pytest.raises(ValueError, match="radius=16"):
+        find_duplicates(fps, files, radius=16)
 
 
 def test_a_clean_set_reports_clean(injected, tmp_path):
@@ -138,7 +140,7 @@ def test_missing_extras_say_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)
     fps = fingerprint_all([])
     with pytest.raises(ImportError, match=r"skinacc\[audit\]"):
-        find_duplicates(fps)
+        find_duplicates(fps, [])
 
 
 @pytest.mark.slow

@@ -50,7 +50,7 @@ def dedupe_groups(
         ``(group id per image, number of images that joined another image's group as a copy)``.
     """
     fps = fingerprint_all(images, workers, cache_dir)
-    res = find_duplicates(fps, images)
+    res = find_duplicates(fps, images, workers=workers)
     pairs = [(p.a, p.b) for p in res.pairs]
     if groups is not None:
         first: dict[Any, int] = {}
@@ -64,7 +64,7 @@ def audit_dataset(
     data,
     *,
     duplicates: bool = True,
-    radius: int = 11,
+    radius: int = 13,
     threshold: float = 0.6,
     max_hue_degrees: float = 6.0,
     label_issues: bool = True,
@@ -125,7 +125,12 @@ def audit_dataset(
         timing["fingerprints_s"] = time.perf_counter() - t
         t = time.perf_counter()
         res = find_duplicates(
-            fps, rows["image"], radius=radius, threshold=threshold, max_hue_degrees=max_hue_degrees
+            fps,
+            rows["image"],
+            radius=radius,
+            threshold=threshold,
+            max_hue_degrees=max_hue_degrees,
+            workers=workers,
         )
         timing["duplicate_search_s"] = time.perf_counter() - t
         gid = union_groups(n, [(p.a, p.b) for p in res.pairs])
