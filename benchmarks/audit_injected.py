@@ -209,6 +209,7 @@ def main() -> None:
         "recall_by_kind": {k_: f"{a}/{b}" for k_, (a, b) in recall.items()},
         "recall": sum(a for a, _ in recall.values()) / max(1, sum(b for _, b in recall.values())),
         "original_pairs_same_lesion": len(same),
+        "original_images_in_same_lesion_pairs": len({x for p in same for x in (p["a"], p["b"])}),
         "original_pairs_different_lesion": different,
         "original_pair_rate_different_lesion": len(different) / (n_orig * (n_orig - 1) / 2),
         "flipped": args.flips,
