@@ -186,14 +186,14 @@ def test_gpu_check_script_smoke(tmp_path):
         "PACK": str(tmp_path / "pack"),
         "SKINACC_CACHE": str(tmp_path / "cache"),
         "PY": sys.executable,
-        "BUDGET_S": "900",
+        "BUDGET_S": "3000",  # generous: a busy CPU only makes the rehearsal slower
     }
     proc = subprocess.run(
         ["bash", str(REPO / "benchmarks" / "gpu_check.sh")],
         env=env,
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=3300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     steps = [ln.split("\t") for ln in (tmp_path / "out" / "steps.tsv").read_text().splitlines()]
