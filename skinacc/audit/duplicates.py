@@ -317,8 +317,8 @@ def find_duplicates(
 
             with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=mp.get_context("fork")) as ex:
                 results = list(ex.map(_check_chunk, chunks))
-        else:
-            results = [_check_chunk(c) for c in chunks]
+        else:  # one chunk: each image is read for the fine check once, not once per chunk
+            results = [_check_chunk(todo)]
     finally:
         _CHECK = None
     for found, coarse_n, fine_n in results:
