@@ -133,16 +133,17 @@ def scale(src: Path, work: Path, out: Path, factors: list[int], workers: int) ->
                 "groups": report["duplicates"]["groups"],
             }
         )
-        print(json.dumps(rows[-1]))
+        print(json.dumps(rows[-1]), flush=True)
         shutil.rmtree(data_dir)
         shutil.rmtree(cache)
-    out.mkdir(parents=True, exist_ok=True)
-    res = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "workers": workers,
-        "command": " ".join(sys.argv),
-    }
-    (out / "result.json").write_text(json.dumps(res | {"rows": rows}, indent=2))
+        # written after every size, so a long run that is stopped keeps the sizes it finished
+        out.mkdir(parents=True, exist_ok=True)
+        res = {
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "workers": workers,
+            "command": " ".join(sys.argv),
+        }
+        (out / "result.json").write_text(json.dumps(res | {"rows": rows}, indent=2))
 
 
 def main() -> None:

@@ -12,6 +12,9 @@ predictions and plots.
     accelerate launch --config_file accelerate_configs/cpu.yaml recipes/evaluate.py \
         --model outputs/dermoscopy --data_dir /data/other-clinic
 
+    # ... with Grad-CAM grids: per class, the 8 most confident errors and 8 correct cases (W&B images too)
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/evaluate.py --model outputs/demo --explain 8
+
     # A timm folder or Hub model with dihedral test-time augmentation, 4 GPUs
     accelerate launch --config_file accelerate_configs/4gpu_fp16.yaml recipes/evaluate.py \
         --model hf-hub:org/skinacc-b3 --data_dir /data/massive-skin-disease --split test --tta dihedral
@@ -23,7 +26,8 @@ its images are evaluated. Test-time augmentation and temperature default to the 
 
 Writes to ``--output_dir`` (default ``<run>/eval_<split>``, or ``<run>/eval_<folder name>`` for an
 external folder): metrics.json, per_class.csv, predictions.csv (path, true, predicted, probabilities),
-confusion_matrix[_normalized].png, roc_curves.png, per_class.png, reliability.png; prints a summary table.
+confusion_matrix[_normalized].png, roc_curves.png, per_class.png, reliability.png, and with --explain N
+explain/<class>.png; prints a summary table.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from skinacc.data import (
     set_transforms,
 )
 from skinacc.engine import evaluate
+from skinacc.explain import CAM_METHODS
 from skinacc.hub import load_model
 from skinacc.metrics.report import EVAL_PLOTS, format_metrics_table, scalar_metrics, write_evaluation
 from skinacc.tracking import log_evaluation, log_images, prepare_wandb, start_tracking, wandb_run
@@ -87,8 +92,27 @@ class EvalArguments:
         metadata={"help": "Softmax temperature. Default: the model's calibrated one (1.0 if none)."},
     )
 
+    explain: int = field(
+        default=0,
+        metadata={
+            "help": "Per class, Grad-CAM grids of the N most confident errors and N most confident correct "
+            "cases (explain/<class>.png; W&B images when tracking). 0: off. Needs skinacc[explain]."
+        },
+    )
+    cam_layer: str | None = field(
+        default=None,
+        metadata={
+            "help": "Layer to explain (a model.named_modules() name). Default: the last spatial feature map."
+        },
+    )
+    cam_method: str = field(default="gradcam", metadata={"help": f"CAM method: {', '.join(CAM_METHODS)}."})
+
     def validate(self) -> list[str]:
         p = [f"--batch_size={self.batch_size}: must be >= 1"] if self.batch_size < 1 else []
+        if self.explain < 0:
+            p.append(f"--explain={self.explain}: must be >= 0 (cases per class; 0 turns it off)")
+        if self.cam_method not in CAM_METHODS:
+            p.append(f"--cam_method={self.cam_method!r}: expected one of {', '.join(CAM_METHODS)}")
         if self.temperature is not None and self.temperature <= 0:
             p.append(f"--temperature={self.temperature}: must be > 0")
         return p
@@ -190,6 +214,27 @@ def main(argv: list[str] | None = None) -> dict:
         wb = wandb_run(accelerator)
         log_evaluation(wb, metrics, tag)
         log_images(wb, {f"plots/{p.removesuffix('.png')}": out / p for p in EVAL_PLOTS})
+        if args.explain:
+            from skinacc.explain import Explainer, write_case_grids
+
+            # Rows of the evaluated table in the order of the gathered predictions.
+            row_of = {int(s): i for i, s in enumerate(table["sample_id"])}
+            images = table.select_columns(["image"])
+            explainer = Explainer(
+                accelerator.unwrap_model(model), loaded.data_cfg, args.cam_layer, args.cam_method, temperature
+            )
+            grids = write_case_grids(
+                explainer,
+                lambda r: images[row_of[int(res.sample_ids[r])]]["image"],  # read only the rows shown
+                labels,
+                res.probs,
+                label_names,
+                args.explain,
+                out / "explain",
+                args.batch_size,
+            )
+            print(f"wrote {len(grids)} Grad-CAM grids to {out / 'explain'} (layer {explainer.layer})")
+            log_images(wb, {f"explain/{name}": path for name, path in grids.items()})
     accelerator.end_training()
     return scalar_metrics(metrics)
 

@@ -35,6 +35,9 @@ __all__ = [
     "export_for_hub",
     "load_model",
     "push_folder_to_hub",
+    "read_model_card",
+    "resolve_model_spec",
+    "run_model_card",
     "save_timm_folder",
     "set_inference",
     "write_model_card",
@@ -307,6 +310,49 @@ def push_folder_to_hub(
     return str(getattr(info, "commit_url", info))
 
 
+def resolve_model_spec(spec: str) -> str:
+    """``local-dir:<folder>`` or ``hf-hub:<repo>`` for a run directory, timm folder or Hub id.
+
+    Raises:
+        FileNotFoundError: A local path that holds no model.
+    """
+    if spec.startswith(("local-dir:", "hf-hub:")):
+        return spec
+    p = Path(spec).expanduser()
+    if (p / "best" / "config.json").is_file():
+        p = p / "best"
+    if (p / "config.json").is_file():
+        return f"local-dir:{p}"
+    if p.exists() or spec.startswith((".", "/")):
+        raise FileNotFoundError(f"--model={spec!r}: no config.json (timm format) in {p} or {p / 'best'}")
+    return f"hf-hub:{spec}"
+
+
+def read_model_card(spec: str) -> str | None:
+    """The model card (``README.md``) of a model, or None when it has none (or the Hub is unreachable).
+
+    A training run's directory gets the card its export would carry (:func:`run_model_card`).
+    """
+    name = resolve_model_spec(spec)
+    if name.startswith("local-dir:"):
+        folder = Path(name[len("local-dir:") :])
+        if (folder / "README.md").is_file():
+            return (folder / "README.md").read_text()
+        run_dir = folder.parent
+        if folder.name == "best" and any(
+            (run_dir / f).is_file() for f in ("run_config.json", "summary.json")
+        ):
+            return run_model_card(run_dir)
+        return None
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(name[len("hf-hub:") :], "README.md")).read_text()
+    except Exception as e:  # no card, or offline without a cached copy: the caller says "unknown"
+        logger.warning("no model card for %s: %s", spec, e)
+        return None
+
+
 def load_model(spec: str, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a trained classifier for inference.
 
@@ -322,18 +368,7 @@ def load_model(spec: str, device: str | torch.device = "cpu") -> LoadedModel:
     Raises:
         FileNotFoundError: A local path that holds no model.
     """
-    if spec.startswith(("local-dir:", "hf-hub:")):
-        name = spec
-    else:
-        p = Path(spec).expanduser()
-        if (p / "best" / "config.json").is_file():
-            p = p / "best"
-        if (p / "config.json").is_file():
-            name = f"local-dir:{p}"
-        elif p.exists() or spec.startswith((".", "/")):
-            raise FileNotFoundError(f"--model={spec!r}: no config.json (timm format) in {p} or {p / 'best'}")
-        else:
-            name = f"hf-hub:{spec}"
+    name = resolve_model_spec(spec)
     model = timm.create_model(name, pretrained=True)
     settings = _inference_settings(name)
     cfg = model.pretrained_cfg
@@ -453,6 +488,24 @@ def _card_facts(run_dir: Path) -> dict[str, Any]:
     return facts
 
 
+def run_model_card(run_dir: str | os.PathLike, repo_id: str | None = None, license: str | None = None) -> str:
+    """The model card of a training run's best model (what :func:`export_for_hub` writes)."""
+    run_dir = Path(run_dir)
+    cfg = json.loads((run_dir / "best" / "config.json").read_text())
+    f = _card_facts(run_dir)
+    return write_model_card(
+        cfg["label_names"],
+        cfg["architecture"],
+        f["metrics"],
+        f["training"],
+        f["dataset"],
+        repo_id,
+        license=license,
+        base_model=f["base_model"],
+        datasets=f["datasets"],
+    )
+
+
 def export_for_hub(
     run_dir: str | os.PathLike,
     dest: str | os.PathLike,
@@ -481,18 +534,7 @@ def export_for_hub(
             f"--model={str(run_dir)!r}: no best/config.json and best/model.safetensors (train first)"
         )
     cfg = json.loads((best / "config.json").read_text())
-    f = _card_facts(run_dir)
-    card = write_model_card(
-        cfg["label_names"],
-        cfg["architecture"],
-        f["metrics"],
-        f["training"],
-        f["dataset"],
-        repo_id,
-        license=license,
-        base_model=f["base_model"],
-        datasets=f["datasets"],
-    )
+    card = run_model_card(run_dir, repo_id, license)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=dest.parent))
     try:

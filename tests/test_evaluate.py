@@ -114,6 +114,8 @@ def test_evaluate_flip_tta_wandb_and_unknown_classes(trained_run, tmp_path):
             "0",
             "--report_to",
             "wandb",
+            "--explain",
+            "2",
         ],
         env={"WANDB_MODE": "offline"},
     )
@@ -121,6 +123,13 @@ def test_evaluate_flip_tta_wandb_and_unknown_classes(trained_run, tmp_path):
     logged = read_offline_run(tmp_path / "tta" / "wandb")
     assert logged["job_type"] == "eval" and "validation/balanced_accuracy" in logged["summary"]
     assert "plots/confusion_matrix" in logged["summary"] and "validation/per_class" in logged["summary"]
+    # --explain 2: a Grad-CAM grid per class, on disk and as W&B images
+    from skinacc.data.synthetic import synthetic_class_names
+
+    names = synthetic_class_names(3)
+    safe = sorted("".join(c if c.isalnum() or c in "-_" else "_" for c in n) for n in names)
+    assert sorted(p.stem for p in (tmp_path / "tta" / "explain").glob("*.png")) == safe
+    assert all(f"explain/{n}" in logged["summary"] for n in names), sorted(logged["summary"])
     bad = run_recipe(
         "evaluate.py",
         ["--model", str(trained_run), "--synthetic_num_classes", "5", "--output_dir", str(tmp_path / "x")],

@@ -192,8 +192,13 @@ def test_predict_recipe_matches_evaluation(trained_run, tmp_path):
         str(folder / "[0-2].jpg"),
         "--output",
         str(tmp_path / "p.csv"),
+        "--explain",
     )
-    assert len(list(csv.DictReader((tmp_path / "p.csv").open()))) == 3
+    listed = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert len(listed) == 3
+    for r in listed:  # one Grad-CAM overlay per image, beside the predictions, of the model's input size
+        png = Path(r["explanation"])
+        assert png.parent == tmp_path / "explanations" and Image.open(png).size == (48, 48)
     bad = _py(
         "predict.py", "--model", str(trained_run), "--inputs", str(tmp_path / "nothing-here"), check=False
     )
