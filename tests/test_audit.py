@@ -180,3 +180,45 @@ def test_audit_recipe_on_a_folder_and_a_saved_dataset(injected, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "duplicates:" in proc.stdout
+
+
+def test_leakage_benchmark_fills_classes_with_copies_and_counts_leaks(tmp_path):
+    """benchmarks/audit_leakage.py: every class filled to the largest with copies of its own images;
+    a test image counts as leaked when a member of its family (original + copies) is outside test."""
+    from audit_leakage import build_balanced, leaked
+
+    src = generate_synthetic_dataset(SyntheticSpec(3, 10, 64, 0.3, seed=1), tmp_path / "gen")
+    small = sorted(d for d in src.iterdir() if d.is_dir())[0]
+    for f in sorted(small.glob("*.jpg"))[:6]:
+        f.unlink()
+    families = build_balanced(src, tmp_path / "balanced", seed=0)
+    counts = {d.name: len(list(d.iterdir())) for d in (tmp_path / "balanced").iterdir()}
+    assert set(counts.values()) == {10} and sum(len(c) for c in families.values()) == 6
+    orig, copies = next((o, c) for o, c in families.items() if c)
+    assert all(c.startswith(orig.split("/")[0] + "/") for c in copies)  # filed under its own class
+    assert leaked([orig], families) == 1 and leaked([orig, *copies], families) == 0
+    alone = next(o for o, c in families.items() if not c)
+    assert leaked([alone], families) == 0
+
+
+def test_fingerprint_cache_loads_each_array_once(tmp_path, monkeypatch):
+    """Regression: indexing the npz inside the loop re-read whole arrays per image (23 GB for 3k images)."""
+    from collections import Counter
+
+    from skinacc.audit.fingerprints import _load_cache
+
+    src = generate_synthetic_dataset(SyntheticSpec(2, 8, 64, 0.3, seed=2), tmp_path / "gen")
+    files = sorted(str(p) for p in src.rglob("*.jpg"))
+    first = fingerprint_all(files, 1, tmp_path / "cache")
+    reads = Counter()
+    real = np.lib.npyio.NpzFile.__getitem__
+
+    def counting(self, key):
+        reads[key] += 1
+        return real(self, key)
+
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", counting)
+    assert len(_load_cache(tmp_path / "cache")) == len(files)
+    assert reads and max(reads.values()) == 1, reads
+    again = fingerprint_all(files, 1, tmp_path / "cache")  # from the cache: the same fingerprints
+    assert np.array_equal(first.codes, again.codes) and np.array_equal(first.thumbs, again.thumbs)

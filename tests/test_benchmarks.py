@@ -1,6 +1,9 @@
 """Each benchmark recipe runs at tiny size and writes numbers and plots (no speed is asserted)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
@@ -304,3 +307,36 @@ def test_gpu_check_summary_marks_missing_steps(tmp_path):
     )
     bad = _summarize(tmp_path / "nope", check=False)
     assert bad.returncode != 0 and "OUTPUT_DIR_OF_GPU_CHECK" in bad.stderr
+
+
+def test_app_latency_benchmark_tiny(trained_run, tmp_path):
+    """benchmarks/app_latency.py: function and HTTP rows, with and without Grad-CAM."""
+    pytest.importorskip("gradio")
+    pytest.importorskip("pytorch_grad_cam")
+    root = json.loads((trained_run / "data_report.json").read_text())["root"]
+    out = tmp_path / "lat"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "app_latency.py"),
+            "--model",
+            str(trained_run),
+            "--images",
+            root,
+            "--requests",
+            "4",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((out / "result.json").read_text())["rows"]
+    assert {(r["via"], r["explain"]) for r in rows} == {
+        (via, e) for via in ("function", "HTTP (gradio_client)") for e in (False, True)
+    }
+    assert all(r["n"] == 4 and 0 < r["p50_ms"] <= r["p95_ms"] for r in rows)
+    assert "| HTTP (gradio_client) | on |" in (out / "summary.md").read_text()
