@@ -8,7 +8,7 @@ Each row builds the page of ``recipes/app.py`` (``make_demo``) for the model wit
 the function rows call its handler (file -> checks, decode, resize and crop, TTA forward passes, and
 Grad-CAM's forward and backward), the HTTP rows launch it on localhost and call ``/classify`` with
 ``gradio_client`` (adds the upload, queueing and JSON/image encoding). Requests cycle over the first N
-images of ``--images``; 3 warm-up requests are not counted. Writes ``result.json`` and ``summary.md``.
+images of ``--images``, the two pages' requests interleaved; 3 warm-up requests each are not counted. Writes ``result.json`` and ``summary.md``.
 """
 
 from __future__ import annotations
@@ -45,36 +45,43 @@ def _stats(seconds: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "n": len(ms)}
 
 
-def measure(model: str, images: list[str], explain: bool, n: int, http: bool, tta: str | None) -> dict:
-    demo, _ = make_demo(AppArguments(model=model, explain=explain, device="cpu", tta=tta))
-    handler = demo.skinacc_handler
-    for path in images[:3]:
-        handler(path)
-    times = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        text, _, _ = handler(images[i % len(images)])
-        times.append(time.perf_counter() - t0)
-        assert text.startswith("Top-1"), text
-    rows = [{"via": "function", "explain": explain, **_stats(times)}]
+def measure(model: str, images: list[str], n: int, http: bool, tta: str | None) -> list[dict]:
+    """Rows for Grad-CAM off and on, the two pages' requests interleaved (so both see the same machine)."""
+    demos = {
+        e: make_demo(AppArguments(model=model, explain=e, device="cpu", tta=tta))[0] for e in (False, True)
+    }
+
+    def timed(calls: dict) -> dict[bool, list[float]]:
+        for call in calls.values():
+            for path in images[:3]:  # warm-up, not counted
+                call(path)
+        times: dict[bool, list[float]] = {e: [] for e in calls}
+        for i in range(n):
+            for e, call in calls.items():
+                t0 = time.perf_counter()
+                text = call(images[i % len(images)])[0]
+                times[e].append(time.perf_counter() - t0)
+                assert text.startswith("Top-1"), text
+        return times
+
+    rows = []
+    for e, t in timed({e: d.skinacc_handler for e, d in demos.items()}).items():
+        rows.append({"via": "function", "explain": e, **_stats(t)})
     if http:
         from gradio_client import Client, handle_file
 
-        port = _free_port()
-        demo.queue().launch(server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False)
+        clients = {}
         try:
-            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-            for path in images[:3]:
-                client.predict(handle_file(path), api_name="/classify")
-            times = []
-            for i in range(n):
-                t0 = time.perf_counter()
-                text, _, _ = client.predict(handle_file(images[i % len(images)]), api_name="/classify")
-                times.append(time.perf_counter() - t0)
-                assert text.startswith("Top-1"), text
-            rows.append({"via": "HTTP (gradio_client)", "explain": explain, **_stats(times)})
+            for e, d in demos.items():
+                port = _free_port()
+                d.queue().launch(server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False)
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+                clients[e] = lambda path, c=client: c.predict(handle_file(path), api_name="/classify")
+            for e, t in timed(clients).items():
+                rows.append({"via": "HTTP (gradio_client)", "explain": e, **_stats(t)})
         finally:
-            demo.close()
+            for d in demos.values():
+                d.close()
     return rows
 
 
@@ -89,11 +96,9 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     images = collect_images(args.images)[: args.requests]
-    rows = []
-    for explain in (False, True):
-        for r in measure(args.model, images, explain, args.requests, not args.no_http, args.tta):
-            print(json.dumps(r), flush=True)
-            rows.append(r)
+    rows = measure(args.model, images, args.requests, not args.no_http, args.tta)
+    for r in rows:
+        print(json.dumps(r))
     from skinacc.hub import load_model
 
     m = load_model(args.model)
