@@ -39,7 +39,7 @@ from accelerate.utils import set_seed
 
 from skinacc.bench import measure_compute, measure_end_to_end
 from skinacc.plots import plot_throughput_benchmark
-from skinacc.tracking import compare_records, launch_info, log_results_run, write_json, write_rows
+from skinacc.tracking import compare_records, launch_info, log_results_run, main_print, write_json, write_rows
 
 REPO = Path(__file__).resolve().parents[1]
 ON_OFF = {"off": False, "on": True}
@@ -201,13 +201,14 @@ def measure_all(args: ThroughputArguments) -> list[dict]:
             if accelerator.device.type == "cuda":
                 torch.cuda.empty_cache()
         keep(r)
-        accelerator.print(
+        main_print(
+            accelerator,
             f"{mode:5s} bs={bs:<4d} {prec} cl={cl:<3s} compile={comp:<3s}: "
             + (
                 f"{r['images_per_sec']:9.1f} img/s  {r['peak_mem_mb']:8.0f} MB"
                 if "error" not in r
                 else r["error"]
-            )
+            ),
         )
     if args.e2e_data_dir:
         for bs in args.batch_sizes:
@@ -226,8 +227,9 @@ def measure_all(args: ThroughputArguments) -> list[dict]:
             for r in rows_e2e:
                 keep(r)
                 wait = f", data wait {r['data_wait_pct']:.1f}%" if "data_wait_pct" in r else ""
-                accelerator.print(
-                    f"{r['mode']} bs={bs:<4d} {r['precision']}: {r['images_per_sec']:9.1f} img/s{wait}"
+                main_print(
+                    accelerator,
+                    f"{r['mode']} bs={bs:<4d} {r['precision']}: {r['images_per_sec']:9.1f} img/s{wait}",
                 )
     accelerator.end_training()
     return rows

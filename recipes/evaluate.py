@@ -45,12 +45,14 @@ from datasets import concatenate_datasets
 from skinacc.config import DataArguments, LoggingArguments, read_run_config
 from skinacc.data import (
     BatchNormalizer,
+    ImageTransform,
     build_dataloader,
     default_num_workers,
     load_skin_dataset,
     paths_of,
     set_transforms,
 )
+from skinacc.data.streaming import StreamingLoader, load_streaming, stream_paths
 from skinacc.engine import evaluate
 from skinacc.explain import CAM_METHODS
 from skinacc.hub import load_model
@@ -145,8 +147,13 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.output_dir or (run_dir / f"eval_{tag}" if run_dir.is_dir() else f"outputs/eval_{tag}"))
 
     loaded = load_model(args.model)
+    if data_args.streaming and args.explain:
+        raise ValueError("--explain reads chosen images back by row, which a stream cannot: drop --streaming")
     with accelerator.main_process_first():
-        data = load_skin_dataset(data_args, known_classes=loaded.label_names)
+        if data_args.streaming:
+            data = load_streaming(data_args, known_classes=loaded.label_names)
+        else:
+            data = load_skin_dataset(data_args, known_classes=loaded.label_names)
     label_names = loaded.label_names
     unknown = [c for c in data.class_names if c not in label_names]
     if unknown:
@@ -164,16 +171,26 @@ def main(argv: list[str] | None = None) -> dict:
         if split_name == "all"
         else data.dataset[split_name]
     )
-    split = set_transforms({"eval": table}, loaded.data_cfg)["eval"]
-    loader = build_dataloader(
-        split,
-        args.batch_size,
-        train=False,
-        num_workers=default_num_workers(data_args.num_workers, accelerator.num_processes),
-        pin_memory=data_args.pin_memory,
-        persistent_workers=False,
-    )
-    model, loader = accelerator.prepare(loaded.model, loader)
+    workers = default_num_workers(data_args.num_workers, accelerator.num_processes)
+    if data_args.streaming:  # each rank reads its share of the shards; padding rows are dropped
+        size = sum(data.sizes.values()) if split_name == "all" else data.sizes[split_name]
+        loader = StreamingLoader(
+            table, ImageTransform(loaded.data_cfg, train=False), args.batch_size, size, train=False,
+            workers=workers, device=accelerator.device, rank=accelerator.process_index,
+            world_size=accelerator.num_processes,
+        )  # fmt: skip
+        model = accelerator.prepare(loaded.model)
+    else:
+        split = set_transforms({"eval": table}, loaded.data_cfg)["eval"]
+        loader = build_dataloader(
+            split,
+            args.batch_size,
+            train=False,
+            num_workers=workers,
+            pin_memory=data_args.pin_memory,
+            persistent_workers=False,
+        )
+        model, loader = accelerator.prepare(loaded.model, loader)
     config = {"eval": vars(args), "data": vars(data_args), "label_names": label_names}
     start_tracking(
         accelerator, log_args, config, out, "eval", f"eval-{Path(args.model).name}-{tag}", tags=["eval", tag]
@@ -190,7 +207,9 @@ def main(argv: list[str] | None = None) -> dict:
     labels = to_model[res.labels]
     metrics = {}
     if accelerator.is_main_process:
-        paths = paths_of(table, res.sample_ids)
+        paths = (
+            stream_paths(table, res.sample_ids) if data_args.streaming else paths_of(table, res.sample_ids)
+        )
         extra = {
             "model": args.model,
             "split": split_name,

@@ -47,7 +47,6 @@ from skinacc.config import (
     config_to_dict,
     save_config,
 )
-from skinacc.data import paths_of
 from skinacc.engine import TrainState, assert_ranks_agree, calibrate_and_test, evaluate, train_one_epoch
 from skinacc.hub import export_for_hub, push_folder_to_hub, save_timm_folder, set_inference
 from skinacc.metrics.report import format_metrics_table, scalar_metrics, write_evaluation
@@ -59,6 +58,7 @@ from skinacc.tracking import (
     format_epoch_line,
     launch_info,
     log_run_end,
+    main_print,
     prepare_wandb,
     run_identity,
     start_tracking,
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(args.seed)
 
     pieces = build_training(accelerator, data_args, model_args, args)
-    data, ds, model, ema = pieces.data, pieces.datasets, pieces.model, pieces.ema
+    data, model, ema = pieces.data, pieces.model, pieces.ema
     normalizer, class_names = pieces.normalizer, pieces.data.class_names
     validate = not args.final_fit
     # The epoch-level plateau (or the per-step cosine) and early stopping on --select_metric; none of
@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> dict:
         path = ckpt.resume(args.resume_from_checkpoint)
         if pieces.lr_scheduler is not None:
             pieces.lr_scheduler.step_update(state.global_step)
-        accelerator.print(
-            f"resumed from {path}: epoch {state.epoch + 1}, batch {state.batch_in_epoch}, step {state.global_step}"
+        main_print(
+            accelerator,
+            f"resumed from {path}: epoch {state.epoch + 1}, batch {state.batch_in_epoch}, step {state.global_step}",
         )
 
     extra = {"launch": launch, "run": identity, "resolved": pieces.resolved(accelerator, args)}
@@ -153,11 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
         epoch = state.epoch
         pieces.train_loader.set_epoch(epoch)
         pieces.train_transform.set_epoch(epoch)
-        loader = (
-            accelerator.skip_first_batches(pieces.train_loader, state.batch_in_epoch)
-            if state.batch_in_epoch
-            else pieces.train_loader
-        )
+        loader = pieces.resume_loader(accelerator, state.batch_in_epoch)
         tr = train_one_epoch(
             accelerator,
             model,
@@ -210,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
         state.epoch += 1
         state.start_epoch()
         ckpt.save()
-        accelerator.print(format_epoch_line(record, args.epochs))
+        main_print(accelerator, format_epoch_line(record, args.epochs))
         if accelerator.is_main_process:
             write_history(out, state.history)
             if data.report.add_skipped(out / SKIP_LOG):  # images that failed to decode this epoch
@@ -221,15 +218,17 @@ def main(argv: list[str] | None = None) -> dict:
         while state.epoch < args.epochs and not stopper.should_stop:
             run_epoch()
     except TrainingStopped:
-        accelerator.print(
+        main_print(
+            accelerator,
             f"stopped by {stop.signal or 'a stop request'} at step {state.global_step}: checkpoint {ckpt.last} saved; "
-            "continue with --resume_from_checkpoint latest"
+            "continue with --resume_from_checkpoint latest",
         )
         accelerator.end_training()
         raise SystemExit(EXIT_STOPPED) from None
     if stopper.should_stop:
-        accelerator.print(
-            f"early stopping: no {args.select_metric} improvement for {stopper.bad_epochs} epochs (best {stopper.best:.4f} at epoch {stopper.best_epoch})"
+        main_print(
+            accelerator,
+            f"early stopping: no {args.select_metric} improvement for {stopper.bad_epochs} epochs (best {stopper.best:.4f} at epoch {stopper.best_epoch})",
         )
 
     metrics: dict = {}
@@ -244,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     accelerator.wait_for_everyone()
     best = out / "best"
-    testing = args.eval_test and len(ds["test"]) > 0
+    testing = args.eval_test and pieces.split_sizes["test"] > 0
     if (best / "model.safetensors").is_file() and (args.calibrate or testing):
         best_sd = load_file(str(best / "model.safetensors"))
         accelerator.unwrap_model(model, keep_torch_compile=False).load_state_dict(best_sd)
@@ -260,10 +259,11 @@ def main(argv: list[str] | None = None) -> dict:
             summary |= {f"calibration_val_{k}": v for k, v in cal.items()}
             if accelerator.is_main_process:
                 set_inference(best, temperature=cal["temperature"], calibrated_on="validation")
-            accelerator.print(
+            main_print(
+                accelerator,
                 f"calibration on validation ({cal['images']} images, tta {args.tta}): temperature "
                 f"{cal['temperature']:.3f}, ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}, "
-                f"NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}"
+                f"NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}",
             )
         if test is not None and accelerator.is_main_process:
             extra = {
@@ -277,12 +277,12 @@ def main(argv: list[str] | None = None) -> dict:
                 "temperature": test.temperature,
                 "ece_uncalibrated": test.uncalibrated_ece(),
             }
-            paths = paths_of(data.dataset["test"], test.sample_ids)
+            paths = pieces.test_paths(test.sample_ids)
             metrics = write_evaluation(out / "eval_test", test.labels, test.probs, class_names, paths, extra)
             summary |= {"test_loss": test.loss, "test_images": len(test.labels)}
             summary |= {f"test_{k}": v for k, v in scalar_metrics(metrics).items() if k != "num_samples"}
             title = f"test split, best checkpoint (epoch {stopper.best_epoch}, tta {args.tta})"
-            accelerator.print(format_metrics_table(metrics, title))
+            main_print(accelerator, format_metrics_table(metrics, title))
             accelerator.log(
                 {f"test/{k}": v for k, v in scalar_metrics(metrics).items()}, step=state.global_step
             )
@@ -296,8 +296,9 @@ def main(argv: list[str] | None = None) -> dict:
         log_run_end(accelerator, out, metrics, {k: v for k, v in summary.items() if k != "launch"}, artifact)
         if log_args.push_to_hub:
             folder = export_for_hub(out, out / "hub", log_args.hub_model_id, log_args.hub_license)
-            accelerator.print(
-                f"pushed {folder} to the Hub: {push_folder_to_hub(folder, log_args.hub_model_id, log_args.hub_private)}"
+            main_print(
+                accelerator,
+                f"pushed {folder} to the Hub: {push_folder_to_hub(folder, log_args.hub_model_id, log_args.hub_private)}",
             )
     accelerator.end_training()
     stop.restore()

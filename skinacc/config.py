@@ -151,6 +151,17 @@ class DataArguments:
     pin_memory: bool = _help("Pin host memory for faster host-to-GPU copies (ignored on CPU).", default=True)
     persistent_workers: bool = _help("Keep DataLoader workers alive between epochs.", default=True)
     prefetch_factor: int = _help("Batches each worker loads ahead.", default=4)
+    streaming: bool = _help(
+        "Stream --dataset_name (Parquet shards from recipes/prepare_shards.py, local or on the Hub) instead "
+        "of reading it whole: nothing is copied to local disk first; each rank reads its share of the "
+        "shards; resume stays exact.",
+        default=False,
+    )
+    shuffle_buffer: int = _help(
+        "--streaming: rows the training stream's shuffle buffer holds (raw JPEG bytes; about 30 KB each for "
+        "256 px shards). The shards' own order is shuffled too, every epoch.",
+        default=2048,
+    )
     max_train_samples: int | None = _help("Cap the training split (quick runs and debugging).", default=None)
     max_eval_samples: int | None = _help("Cap the validation and test splits.", default=None)
 
@@ -198,6 +209,20 @@ class DataArguments:
             p.append(f"--random_erasing={self.random_erasing}: must be a probability in [0, 1]")
         if self.num_workers is not None and self.num_workers < 0:
             p.append(f"--num_workers={self.num_workers}: must be >= 0")
+        if self.streaming:
+            if not self.dataset_name:
+                p.append(
+                    "--streaming needs --dataset_name=<shard folder or Hub dataset id> "
+                    "(turn an image folder into shards with recipes/prepare_shards.py)"
+                )
+            for name in ("dedupe_groups", "preresize"):
+                if getattr(self, name):
+                    p.append(f"--{name} does not apply with --streaming (prepare_shards.py does it once)")
+            for name in ("max_train_samples", "max_eval_samples"):
+                if getattr(self, name) is not None:
+                    p.append(f"--{name}={getattr(self, name)}: not supported with --streaming")
+        if self.shuffle_buffer < 1:
+            p.append(f"--shuffle_buffer={self.shuffle_buffer}: must be >= 1")
         if self.prefetch_factor < 1:
             p.append(f"--prefetch_factor={self.prefetch_factor}: must be >= 1")
         if self.data_dir and not Path(self.data_dir).expanduser().exists():
@@ -515,6 +540,18 @@ def validate(*configs: Any) -> None:
     problems: list[str] = []
     for c in configs:
         problems.extend(c.validate())
+    data = next((c for c in configs if isinstance(c, DataArguments)), None)
+    train = next((c for c in configs if type(c).__name__ == "TrainArguments"), None)
+    if (
+        data is not None
+        and train is not None
+        and data.streaming
+        and getattr(train, "sampler", "") == "balanced"
+    ):
+        problems.append(
+            "--sampler balanced draws rows by index, which a stream does not have: use --class_weighting "
+            "balanced with --streaming (or train map-style)"
+        )
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
 

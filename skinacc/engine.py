@@ -211,7 +211,7 @@ def train_one_epoch(
         total=total,
         initial=state.batch_in_epoch,
         desc=desc,
-        disable=not accelerator.is_local_main_process,
+        disable=not accelerator.is_main_process,
         leave=False,
         dynamic_ncols=True,
     )
@@ -324,7 +324,7 @@ def evaluate(
     logits_all, labels, ids = [], [], []
     t0 = time.perf_counter()
     for batch in tqdm(
-        loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True
+        loader, desc=desc, disable=not accelerator.is_main_process, leave=False, dynamic_ncols=True
     ):
         x = normalizer(batch["pixel_values"])
         with accelerator.autocast():
@@ -337,10 +337,13 @@ def evaluate(
         ids.append(gi)
     cat = lambda xs, dt: torch.cat(xs).cpu().numpy().astype(dt) if xs else np.zeros((0,), dtype=dt)  # noqa: E731
     seconds = time.perf_counter() - t0
+    sample_ids = cat(ids, np.int64)
+    # Padding rows (sample_id -1: a streaming loader fills every rank's batches to one shape) are dropped.
+    real = sample_ids >= 0
     out = EvalOutput(
-        logits=cat(logits_all, np.float32) if logits_all else np.zeros((0, 1, 0), np.float32),
-        labels=cat(labels, np.int64),
-        sample_ids=cat(ids, np.int64),
+        logits=cat(logits_all, np.float32)[real] if logits_all else np.zeros((0, 1, 0), np.float32),
+        labels=cat(labels, np.int64)[real],
+        sample_ids=sample_ids[real],
         seconds=seconds,
         images_per_sec=0.0,
         temperature=temperature,

@@ -286,8 +286,11 @@ def push_folder_to_hub(
     repo_id: str,
     private: bool = False,
     commit_message: str = "Upload skinacc model",
+    repo_type: str = "model",
+    flag: str = "--hub_model_id",
 ) -> str:
-    """Create (if needed) and upload a model folder to the Hugging Face Hub.
+    """Create (if needed) and upload a model (or, with ``repo_type="dataset"``, a dataset) folder to the
+    Hugging Face Hub. ``flag`` names the option that gave ``repo_id`` in errors.
 
     Returns:
         The URL of the commit.
@@ -299,13 +302,13 @@ def push_folder_to_hub(
 
     api = HfApi()
     try:
-        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
         info = api.upload_folder(
-            folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message=commit_message
+            folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, commit_message=commit_message
         )
     except Exception as e:
         raise HubError(
-            f"--hub_model_id={repo_id!r}: upload of {folder} failed ({type(e).__name__}: {str(e)[:300]})"
+            f"{flag}={repo_id!r}: upload of {folder} failed ({type(e).__name__}: {str(e)[:300]})"
         ) from e
     return str(getattr(info, "commit_url", info))
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from skinacc.callbacks import build_cosine_scheduler
@@ -20,6 +21,7 @@ from skinacc.data import (
     BalancedSampler,
     BatchNormalizer,
     DataConfig,
+    ImageTransform,
     SkinData,
     balanced_class_weights,
     build_dataloader,
@@ -31,8 +33,11 @@ from skinacc.data import (
     resolve_data_config,
     set_transforms,
 )
+from skinacc.data.sources import paths_of
+from skinacc.data.streaming import StreamingLoader, load_streaming, stream_paths
 from skinacc.engine import build_optimizer
 from skinacc.models import WeightSource, create_model
+from skinacc.tracking import main_print
 
 __all__ = [
     "TrainingPieces",
@@ -68,10 +73,31 @@ class TrainingPieces:
     lr_scheduler: Any = None  # per-update schedule (--scheduler cosine); None for the epoch-level plateau
     ema: Any = None  # timm ModelEmaV3 of the unwrapped model (--ema_decay)
     steps_per_epoch: int = 0  # optimizer steps per epoch and process
+    split_sizes: dict[str, int] | None = None  # images per split (as trained: after --final_fit's merge)
+
+    @property
+    def streaming(self) -> bool:
+        return isinstance(self.train_loader, StreamingLoader)
 
     @property
     def train_transform(self):
+        if self.streaming:
+            return self.train_loader.transform
         return get_transform(self.datasets["train"])
+
+    def resume_loader(self, accelerator, batches: int):
+        """The training loader continuing after the epoch's first ``batches`` (a resumed run)."""
+        if not batches:
+            return self.train_loader
+        if self.streaming:
+            return self.train_loader.skip_first(batches)
+        return accelerator.skip_first_batches(self.train_loader, batches)
+
+    def test_paths(self, sample_ids) -> list[str]:
+        """Paths of test images by ``sample_id`` (as gathered by an evaluation)."""
+        if self.streaming:
+            return stream_paths(self.data.dataset["test"], sample_ids)
+        return paths_of(self.data.dataset["test"], sample_ids)
 
     def resolved(self, accelerator, args: TrainArguments) -> dict[str, Any]:
         """What the options resolved to (recorded in the run config and sent to the tracker)."""
@@ -83,8 +109,9 @@ class TrainingPieces:
             "global_batch_size": args.batch_size * accelerator.num_processes * args.grad_accum_steps,
             "data_workers": self.workers,
             "steps_per_epoch": self.steps_per_epoch,
-            "train_images": len(self.datasets["train"]),
-            "split_sizes": {k: len(v) for k, v in self.datasets.items()},
+            "train_images": self.split_sizes["train"],
+            "split_sizes": dict(self.split_sizes),
+            "streaming": self.streaming,
             "base_model": self.base_model(accelerator),
         }
 
@@ -135,15 +162,16 @@ def build_training(
     run without a validation split; training refuses an empty one (unless ``--final_fit``).
     """
     with accelerator.main_process_first():
-        data = load_skin_dataset(data_args)
-    accelerator.print(data.report.summary())
+        data = load_streaming(data_args) if data_args.streaming else load_skin_dataset(data_args)
+    main_print(accelerator, data.report.summary())
     if accelerator.device.type == "cuda":
         torch.backends.cudnn.benchmark = (
             True  # fixed input sizes: cuDNN picks the fastest convolution kernels
         )
     model, weights = create_model(model_args, data.num_classes)
-    accelerator.print(
-        f"model {model_args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, weights: {weights.describe()}"
+    main_print(
+        accelerator,
+        f"model {model_args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, weights: {weights.describe()}",
     )
     data_cfg = resolve_data_config(
         model, data_args.image_size, data_args.resize_size, data_args.mean, data_args.std
@@ -151,6 +179,11 @@ def build_training(
     if model_args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     workers = default_num_workers(data_args.num_workers, accelerator.num_processes)
+    eval_bs = args.eval_batch_size or 2 * args.batch_size
+    if data_args.streaming:
+        return _build_streaming(
+            accelerator, data, model, weights, data_cfg, workers, data_args, model_args, args
+        )
     source = data.dataset
     if data_args.preresize:
         with accelerator.main_process_first():  # built once by the main process, then read from cache
@@ -171,7 +204,6 @@ def build_training(
         skip_log=str(Path(args.output_dir) / SKIP_LOG),
     )
     kw = loader_kwargs(data_args, workers, args.seed)
-    eval_bs = args.eval_batch_size or 2 * args.batch_size
     train_labels = source["train"]["label"]
     sampler = BalancedSampler(train_labels, seed=args.seed) if args.sampler == "balanced" else None
     loaders = (
@@ -188,6 +220,94 @@ def build_training(
         fused=accelerator.device.type == "cuda",
     )
     model, optimizer, train_loader, val_loader, test_loader = accelerator.prepare(model, optimizer, *loaders)
+    return _finish(
+        accelerator, data, source, ds, model, weights, data_cfg, optimizer,
+        (train_loader, val_loader, test_loader), workers, train_labels, model_args, args,
+        {k: len(v) for k, v in ds.items()},
+    )  # fmt: skip
+
+
+def _build_streaming(accelerator, data, model, weights, data_cfg, workers, data_args, model_args, args):
+    """``build_training`` for ``--streaming``: one :class:`StreamingLoader` per split, this rank's share.
+
+    The loaders do not go through ``accelerator.prepare``: a prepared iterable would have every rank
+    read (and decode) every batch, or rank 0 read all and send them; each rank reads its own shards here.
+    """
+    import datasets
+
+    streams = dict(data.dataset)
+    sizes = dict(data.sizes)
+    if args.final_fit:
+        if sizes["validation"]:
+            streams["train"] = datasets.concatenate_datasets([streams["train"], streams["validation"]])
+        sizes["train"] += sizes["validation"]
+        streams["validation"], sizes["validation"] = streams["validation"].take(0), 0
+    elif not sizes["validation"]:
+        raise ValueError(
+            f"--dataset_name={data_args.dataset_name!r}: the shards have no validation split, but the "
+            "schedule, early stopping and the best-model choice need one (or train with --final_fit)"
+        )
+    aug = augment_config(data_args)
+    skip_log = str(Path(args.output_dir) / SKIP_LOG)
+    common = dict(
+        workers=workers,
+        prefetch=data_args.prefetch_factor,
+        device=accelerator.device,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+    )
+    eval_bs = args.eval_batch_size or 2 * args.batch_size
+
+    def loader(split: str, train: bool, bs: int) -> StreamingLoader:
+        t = ImageTransform(
+            data_cfg, train=train, seed=args.seed, fast_decode=data_args.fast_decode,
+            augment=aug if train else None, skip_log=skip_log,
+        )  # fmt: skip
+        return StreamingLoader(
+            streams[split], t, bs, sizes[split], train=train, seed=args.seed,
+            shuffle_buffer=data_args.shuffle_buffer, **common,
+        )  # fmt: skip
+
+    loaders = (
+        loader("train", True, args.batch_size),
+        loader("validation", False, eval_bs),
+        loader("test", False, eval_bs),
+    )
+    if sizes["train"] < args.batch_size * accelerator.num_processes:
+        raise ValueError(
+            f"--batch_size={args.batch_size}: the training split has {sizes['train']} images, fewer than one "
+            f"batch for each of the {accelerator.num_processes} processes"
+        )
+    train_labels = None
+    if args.class_weighting == "balanced":
+        known = data.label_counts
+        parts = ["train", "validation"] if args.final_fit else ["train"]
+        if all(p in known for p in parts):
+            counts = np.sum([known[p] for p in parts], axis=0)
+            train_labels = np.repeat(np.arange(len(counts)), counts)
+        else:  # not recorded with the shards: one pass over the label column
+            logger.info("--class_weighting balanced: counting the training stream's labels (one pass)")
+            train_labels = [r["label"] for r in streams["train"].select_columns(["label"])]
+    optimizer = build_optimizer(
+        model,
+        args.optimizer,
+        args.lr,
+        args.weight_decay,
+        args.momentum,
+        fused=accelerator.device.type == "cuda",
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    return _finish(
+        accelerator, data, data.dataset, streams, model, weights, data_cfg, optimizer, loaders, workers,
+        train_labels, model_args, args, sizes,
+    )  # fmt: skip
+
+
+def _finish(
+    accelerator, data, source, ds, model, weights, data_cfg, optimizer, loaders, workers, train_labels,
+    model_args, args, sizes,
+) -> TrainingPieces:  # fmt: skip
+    train_loader, val_loader, test_loader = loaders
     steps = (
         len(train_loader)
         if args.max_steps_per_epoch is None
@@ -228,6 +348,7 @@ def build_training(
         lr_scheduler=lr_scheduler,
         ema=ema,
         steps_per_epoch=steps_per_epoch,
+        split_sizes=sizes,
     )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "log_images",
     "log_results_run",
     "log_run_end",
+    "main_print",
     "prepare_wandb",
     "read_offline_run",
     "records_markdown",
@@ -41,6 +42,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+def main_print(accelerator, *args, **kwargs) -> None:
+    """Print on the main process of the main machine only (``accelerator.print`` prints once per
+    machine: lines would repeat in a multi-node job's shared log)."""
+    if accelerator.is_main_process:
+        print(*args, **kwargs, flush=True)
+
+
 def launch_info(accelerator) -> dict[str, Any]:
     """Launch settings as the accelerator sees them (they come from accelerate_configs/*.yaml)."""
     import torch
@@ -49,8 +57,13 @@ def launch_info(accelerator) -> dict[str, Any]:
     backend = getattr(dynamo, "backend", None)
     backend = getattr(backend, "value", backend)
     device = accelerator.device
+    import os
+
+    # torchrun (accelerate's launcher) tells each process how many run on its machine.
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes) or 1)
     return {
         "num_processes": accelerator.num_processes,
+        "num_machines": max(1, accelerator.num_processes // max(1, per_machine)),
         "distributed_type": str(
             accelerator.distributed_type.value
             if hasattr(accelerator.distributed_type, "value")

@@ -11,6 +11,7 @@ from skinacc.data.loaders import (
 )
 from skinacc.data.sources import BadFile, DataReport, SkinData, load_skin_dataset, paths_of, scan_image_folder
 from skinacc.data.splits import split_indices, stratified_split
+from skinacc.data.streaming import StreamingLoader, load_streaming, write_shards
 from skinacc.data.synthetic import SyntheticSpec, generate_synthetic_dataset, synthetic_class_names
 from skinacc.data.transforms import (
     AugmentConfig,
@@ -32,6 +33,7 @@ __all__ = [
     "DataReport",
     "ImageTransform",
     "SkinData",
+    "StreamingLoader",
     "SyntheticSpec",
     "balanced_class_weights",
     "build_dataloader",
@@ -42,6 +44,7 @@ __all__ = [
     "get_transform",
     "load_rgb",
     "load_skin_dataset",
+    "load_streaming",
     "paths_of",
     "preresize",
     "resolve_augment",
@@ -52,4 +55,5 @@ __all__ = [
     "stratified_split",
     "synthetic_class_names",
     "to_rgb",
+    "write_shards",
 ]
