@@ -4,12 +4,15 @@
     python recipes/predict.py --model hf-hub:my-org/skinacc-b3 --inputs scans/ --output predictions.json
     python recipes/predict.py --model outputs/dermoscopy --inputs photo.jpg --tta dihedral
     python recipes/predict.py --model outputs/demo --inputs photos/ --output preds.csv --explain  # + Grad-CAM PNGs
+    python recipes/predict.py --model outputs/dermoscopy --inputs /data/archive --output preds.csv --resume  # 100k+ images
 
 Probabilities use the model's stored test-time augmentation and calibrated temperature (written by
 ``train.py --tta ... --calibrate``) unless --tta/--temperature say otherwise.
 
-Inputs are files, folders (searched recursively) or glob patterns. Prints a table and writes CSV or
-JSON (by the --output suffix). ``--explain`` also writes a Grad-CAM overlay per image (the view the
+Inputs are files, folders (searched recursively) or glob patterns. Prints a table (up to 200 images)
+and writes CSV, JSON Lines or JSON (by the --output suffix). Any number of images: all cores decode
+(--num_workers), a progress bar counts them, .csv/.jsonl results are written batch by batch, so memory
+stays flat, and --resume continues a stopped run where its file ends. ``--explain`` also writes a Grad-CAM overlay per image (the view the
 model classified, heat map of the top-1 class) to --explain_dir, named in the results. Not a medical
 device.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,9 +29,10 @@ from typing import Literal
 import torch
 from _cli import parse_args, run
 
+from skinacc.data import default_num_workers
 from skinacc.explain import CAM_METHODS
 from skinacc.hub import load_model
-from skinacc.inference import collect_images, predict_images
+from skinacc.inference import collect_images, iter_predictions
 
 
 @dataclass
@@ -54,7 +59,23 @@ class PredictArguments:
         metadata={"help": "Softmax temperature. Default: the model's calibrated one (1.0 if it has none)."},
     )
     batch_size: int = field(default=64, metadata={"help": "Images per forward pass."})
-    output: str | None = field(default=None, metadata={"help": "Write results to this .csv or .json file."})
+    output: str | None = field(
+        default=None,
+        metadata={
+            "help": "Write results to this .csv, .jsonl or .json file. .csv and .jsonl are written batch by "
+            "batch (any number of images in constant memory; see --resume); .json at the end."
+        },
+    )
+    resume: bool = field(
+        default=False,
+        metadata={
+            "help": "Continue a stopped run: keep the images already in --output (.csv/.jsonl), predict the rest."
+        },
+    )
+    num_workers: int | None = field(
+        default=None,
+        metadata={"help": "Decoding processes (default: the cores less one; 0 decodes in-process)."},
+    )
     device: str = field(
         default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "cpu, cuda, cuda:1 ..."}
     )
@@ -88,8 +109,16 @@ class PredictArguments:
             p.append(f"--batch_size={self.batch_size}: must be >= 1")
         if self.temperature is not None and self.temperature <= 0:
             p.append(f"--temperature={self.temperature}: must be > 0")
-        if self.output and Path(self.output).suffix.lower() not in (".csv", ".json"):
-            p.append(f"--output={self.output!r}: must end in .csv or .json")
+        if self.output and Path(self.output).suffix.lower() not in (".csv", ".jsonl", ".json"):
+            p.append(f"--output={self.output!r}: must end in .csv, .jsonl or .json")
+        if self.resume and not (self.output and Path(self.output).suffix.lower() in (".csv", ".jsonl")):
+            p.append(f"--resume continues a .csv or .jsonl --output (got --output={self.output!r})")
+        if self.resume and self.explain:
+            p.append(
+                "--resume does not apply with --explain (explanations are written with the results at the end)"
+            )
+        if self.num_workers is not None and self.num_workers < 0:
+            p.append(f"--num_workers={self.num_workers}: must be >= 0")
         if self.cam_method not in CAM_METHODS:
             p.append(f"--cam_method={self.cam_method!r}: expected one of {', '.join(CAM_METHODS)}")
         return p
@@ -101,56 +130,128 @@ def main(argv: list[str] | None = None) -> list[dict]:
     m = load_model(args.model, args.device)
     tta = args.tta or m.tta
     temperature = args.temperature or m.temperature
-    print(f"model {args.model}: {len(m.label_names)} classes, tta {tta}, temperature {temperature:.3f}")
-    results = predict_images(
-        m.model,
-        files,
-        m.label_names,
-        m.data_cfg,
-        args.batch_size,
-        args.top_k,
-        args.device,
-        tta=tta,
-        temperature=temperature,
+    workers = default_num_workers(args.num_workers)
+    print(
+        f"model {args.model}: {len(m.label_names)} classes, tta {tta}, temperature {temperature:.3f}; "
+        f"{len(files)} images, {workers} decoding processes"
     )
+    out = Path(args.output) if args.output else None
+    columns = [
+        "path",
+        *[c for i in range(args.top_k) for c in (f"label_{i + 1}", f"prob_{i + 1}")],
+        "error",
+        *(["explanation"] if args.explain else []),
+    ]
+    # Large inputs: results go to a .csv/.jsonl file batch by batch and are not kept; a run that
+    # stopped is continued with --resume. --explain and .json need them all first.
+    incremental = out is not None and out.suffix.lower() in (".csv", ".jsonl") and not args.explain
+    done: set[str] = set()
+    if incremental and args.resume and out.is_file():
+        done = read_done(out)
+        print(f"--resume: {len(done)} images already in {out}; predicting the other {len(files) - len(done)}")
+    todo = [f for f in files if f not in done] if done else files
+    kept: list[dict] = []
+    keep = not incremental or len(todo) <= SHOW_LIMIT
+    writer = ResultWriter(out, columns, args.top_k, append=bool(done)) if incremental else None
+    n_err = 0
+    try:
+        for batch in iter_predictions(
+            m.model, todo, m.label_names, m.data_cfg, args.batch_size, args.top_k, args.device,
+            tta=tta, temperature=temperature, workers=workers, total=len(todo),
+        ):  # fmt: skip
+            n_err += sum("error" in r for r in batch)
+            if writer:
+                writer.write(batch)
+            if keep:
+                kept.extend(batch)
+    finally:
+        if writer:
+            writer.close()
     if args.explain:
-        default_dir = Path(args.output).parent / "explanations" if args.output else Path("explanations")
-        written = explain_results(results, m, Path(args.explain_dir or default_dir), args, temperature)
+        default_dir = out.parent / "explanations" if out else Path("explanations")
+        written = explain_results(kept, m, Path(args.explain_dir or default_dir), args, temperature)
         print(f"wrote {written} Grad-CAM overlays to {args.explain_dir or default_dir}")
-    width = min(60, max(len(r["path"]) for r in results))
-    for r in results:
-        shown = r["path"] if len(r["path"]) <= width else "..." + r["path"][-width + 3 :]
-        tops = r.get("error") or "  ".join(f"{t['label']} {t['prob']:.3f}" for t in r["top_k"])
-        print(f"{shown:<{width}s}  {tops}")
-    if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix.lower() == ".json":
-            out.write_text(json.dumps(results, indent=2))
-        else:
-            with out.open("w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(
-                    [
-                        "path",
-                        *[c for i in range(args.top_k) for c in (f"label_{i + 1}", f"prob_{i + 1}")],
-                        "error",
-                        *(["explanation"] if args.explain else []),
-                    ]
-                )
-                for r in results:
-                    tops = [c for t in r.get("top_k", []) for c in (t["label"], f"{t['prob']:.6f}")]
-                    w.writerow(
-                        [
-                            r["path"],
-                            *tops,
-                            *[""] * (2 * args.top_k - len(tops)),
-                            r.get("error", ""),
-                            *([r.get("explanation", "")] if args.explain else []),
-                        ]
-                    )
+    if kept and len(kept) <= SHOW_LIMIT:
+        width = min(60, max(len(r["path"]) for r in kept))
+        for r in kept:
+            shown = r["path"] if len(r["path"]) <= width else "..." + r["path"][-width + 3 :]
+            tops = r.get("error") or "  ".join(f"{t['label']} {t['prob']:.3f}" for t in r["top_k"])
+            print(f"{shown:<{width}s}  {tops}")
+    print(f"predicted {len(todo) - n_err} images, {n_err} could not be decoded")
+    if out is not None and not incremental:
+        ResultWriter.write_all(out, columns, args.top_k, kept)
+    if out is not None:
         print(f"wrote {out}")
-    return results
+    return kept
+
+
+#: Print a table (and return the results) only for this many images or fewer.
+SHOW_LIMIT = 200
+
+
+def read_done(out: Path) -> set[str]:
+    """Paths already predicted in a .csv/.jsonl output; a line cut by a crash is removed first."""
+    data = out.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with out.open("r+b") as f:  # drop the half-written last line
+            f.truncate(cut)
+    if out.suffix.lower() == ".jsonl":
+        with out.open() as f:
+            return {json.loads(line)["path"] for line in f if line.strip()}
+    with out.open(newline="") as f:
+        return {row["path"] for row in csv.DictReader(f)}
+
+
+class ResultWriter:
+    """Appends results to a .csv or .jsonl file as they come (flushed per batch)."""
+
+    def __init__(self, out: Path, columns: list[str], top_k: int, append: bool):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.jsonl = out.suffix.lower() == ".jsonl"
+        self.top_k = top_k
+        self.f = out.open("a" if append else "w", newline="")
+        self.csv = None if self.jsonl else csv.writer(self.f)
+        if self.csv is not None and not append:
+            self.csv.writerow(columns)
+
+    @staticmethod
+    def row(r: dict, top_k: int, explain: bool) -> list[str]:
+        tops = [c for t in r.get("top_k", []) for c in (t["label"], f"{t['prob']:.6f}")]
+        return [
+            r["path"],
+            *tops,
+            *[""] * (2 * top_k - len(tops)),
+            r.get("error", ""),
+            *([r.get("explanation", "")] if explain else []),
+        ]
+
+    def write(self, batch: list[dict]) -> None:
+        if self.jsonl:
+            self.f.write("".join(json.dumps(r) + "\n" for r in batch))
+        else:
+            self.csv.writerows(self.row(r, self.top_k, False) for r in batch)
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+    @staticmethod
+    def write_all(out: Path, columns: list[str], top_k: int, results: list[dict]) -> None:
+        """Write every result at once (.json, or with --explain), atomically."""
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        suffix = out.suffix.lower()
+        with tmp.open("w", newline="") as f:
+            if suffix == ".json":
+                f.write(json.dumps(results, indent=2))
+            elif suffix == ".jsonl":
+                f.write("".join(json.dumps(r) + "\n" for r in results))
+            else:
+                w = csv.writer(f)
+                w.writerow(columns)
+                w.writerows(ResultWriter.row(r, top_k, "explanation" in columns) for r in results)
+        os.replace(tmp, out)
 
 
 def explain_results(results: list[dict], m, out_dir: Path, args: PredictArguments, temperature: float) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,14 @@ from skinacc.calibration import probs_from_logits, tta_views
 from skinacc.data.images import IMAGE_EXTENSIONS
 from skinacc.data.transforms import BatchNormalizer, DataConfig, ImageTransform
 
-__all__ = ["collect_images", "export_onnx", "onnx_max_abs_diff", "predict_images", "preprocess"]
+__all__ = [
+    "collect_images",
+    "export_onnx",
+    "iter_predictions",
+    "onnx_max_abs_diff",
+    "predict_images",
+    "preprocess",
+]
 
 
 def collect_images(inputs: Sequence[str]) -> list[str]:
@@ -65,7 +72,101 @@ def preprocess(files: Sequence[str], cfg: DataConfig) -> tuple[torch.Tensor, dic
     return (torch.stack(good) if good else torch.empty(0, 3, size, size, dtype=torch.uint8)), bad
 
 
+def _preprocess_job(job: tuple[list[str], DataConfig]) -> tuple[np.ndarray, dict[int, str]]:
+    """:func:`preprocess` in a decoding worker; numpy crosses the process boundary (no shared-memory
+    file handles per batch)."""
+    files, cfg = job
+    x, bad = preprocess(files, cfg)
+    return x.numpy(), bad
+
+
 @torch.no_grad()
+def iter_predictions(
+    model: nn.Module,
+    files: Iterable[str],
+    label_names: Sequence[str],
+    cfg: DataConfig,
+    batch_size: int = 64,
+    top_k: int = 3,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    tta: str = "none",
+    temperature: float = 1.0,
+    workers: int = 0,
+    total: int | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """Top-k predictions batch by batch, for inputs of any size: files are read as they come, decoded by
+    ``workers`` processes a few batches ahead of the model, and nothing is kept once yielded.
+
+    Args:
+        files: Image paths (any iterable; a generator is read lazily).
+        tta: Test-time augmentation (``none``, ``flip``, ``dihedral``; see :mod:`skinacc.calibration`).
+        temperature: Softmax temperature (a calibrated model's, from ``hub.load_model``).
+        workers: Decoding processes (0: decode in this process between forward passes).
+        total: Number of files, for the progress bar (optional).
+
+    Yields:
+        For every batch, one dict per file: ``path``, ``top_k`` (list of ``{"label", "prob"}``), or
+        ``error`` if it could not be decoded.
+    """
+    from skinacc.data.streaming import ordered_map
+
+    device = torch.device(device)
+    norm = BatchNormalizer(cfg, device)
+    model = model.to(device).eval()
+    k = min(top_k, len(label_names))
+
+    def chunks() -> Iterator[tuple[list[str], DataConfig]]:
+        chunk: list[str] = []
+        for f in files:
+            chunk.append(f)
+            if len(chunk) == batch_size:
+                yield chunk, cfg
+                chunk = []
+        if chunk:
+            yield chunk, cfg
+
+    def decoded() -> Iterator[tuple[list[str], np.ndarray, dict[int, str]]]:
+        # The chunk's file names travel beside the job: the pool returns results in order.
+        queue: list[list[str]] = []
+
+        def jobs():
+            for c in chunks():
+                queue.append(c[0])
+                yield c
+
+        for x, bad in ordered_map(_preprocess_job, jobs(), workers, prefetch=2):
+            yield queue.pop(0), x, bad
+
+    bar = tqdm(total=total, desc="predict", disable=not progress, unit="img", dynamic_ncols=True)
+    for chunk, x_np, bad in decoded():
+        x = torch.from_numpy(x_np)
+        if len(x):
+            logits = torch.stack([model(v).float() for v in tta_views(norm(x), tta)], 1)
+            probs = torch.from_numpy(probs_from_logits(logits.cpu(), temperature))
+        else:
+            probs = torch.empty(0, len(label_names))
+        pv, pi = probs.topk(k, dim=-1)
+        row = 0
+        out: list[dict[str, Any]] = []
+        for i, f in enumerate(chunk):
+            if i in bad:
+                out.append({"path": f, "error": f"could not decode image ({bad[i]})"})
+                continue
+            out.append(
+                {
+                    "path": f,
+                    "top_k": [
+                        {"label": label_names[int(j)], "prob": float(v)} for v, j in zip(pv[row], pi[row])
+                    ],
+                }
+            )
+            row += 1
+        bar.update(len(chunk))
+        yield out
+    bar.close()
+
+
 def predict_images(
     model: nn.Module,
     files: Sequence[str],
@@ -77,46 +178,19 @@ def predict_images(
     progress: bool = True,
     tta: str = "none",
     temperature: float = 1.0,
+    workers: int = 0,
 ) -> list[dict[str, Any]]:
-    """Top-k predictions for every file.
-
-    Args:
-        tta: Test-time augmentation (``none``, ``flip``, ``dihedral``; see :mod:`skinacc.calibration`).
-        temperature: Softmax temperature (a calibrated model's, from ``hub.load_model``).
+    """Top-k predictions for every file, as one list (see :func:`iter_predictions` for large inputs).
 
     Returns:
         One dict per file: ``path``, ``top_k`` (list of ``{"label", "prob"}``), or ``error`` if it
         could not be decoded.
     """
-    device = torch.device(device)
-    norm = BatchNormalizer(cfg, device)
-    model = model.to(device).eval()
-    k = min(top_k, len(label_names))
-    results: list[dict[str, Any]] = []
-    for start in tqdm(range(0, len(files), batch_size), desc="predict", disable=not progress, unit="batch"):
-        chunk = list(files[start : start + batch_size])
-        x, bad = preprocess(chunk, cfg)
-        if len(x):
-            logits = torch.stack([model(v).float() for v in tta_views(norm(x), tta)], 1)
-            probs = torch.from_numpy(probs_from_logits(logits.cpu(), temperature))
-        else:
-            probs = torch.empty(0, len(label_names))
-        pv, pi = probs.topk(k, dim=-1)
-        row = 0
-        for i, f in enumerate(chunk):
-            if i in bad:
-                results.append({"path": f, "error": f"could not decode image ({bad[i]})"})
-                continue
-            results.append(
-                {
-                    "path": f,
-                    "top_k": [
-                        {"label": label_names[int(j)], "prob": float(v)} for v, j in zip(pv[row], pi[row])
-                    ],
-                }
-            )
-            row += 1
-    return results
+    it = iter_predictions(
+        model, files, label_names, cfg, batch_size, top_k, device, progress, tta, temperature, workers,
+        total=len(files),
+    )  # fmt: skip
+    return [r for batch in it for r in batch]
 
 
 def export_onnx(

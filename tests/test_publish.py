@@ -298,3 +298,54 @@ def test_runs_are_told_apart_in_comparisons(trained_run, tmp_path):
         "lr=0.5",
     }
     assert all(r["speedup"] in ("", "nan") for r in rows), "one process count: no scaling point"
+
+
+def test_predict_writes_as_it_goes_and_resumes_where_the_file_ends(trained_run, tmp_path):
+    """Large inputs: .csv/.jsonl are written batch by batch; a file cut by a crash (half a line) is
+    continued by --resume to the same results as one uninterrupted run; decoding processes change nothing."""
+    root = json.loads((trained_run / "data_report.json").read_text())["root"]
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i, src in enumerate(sorted(Path(root).rglob("*.jpg"))[:40]):
+        (folder / f"{i:03d}.jpg").write_bytes(src.read_bytes())
+    (folder / "broken.jpg").write_text("no image")
+    base = ["--model", str(trained_run), "--inputs", str(folder), "--batch_size", "8"]
+    full = tmp_path / "full.jsonl"
+    _py("predict.py", *base, "--output", str(full), "--num_workers", "0")
+    inproc = full.read_text().splitlines()
+    assert len(inproc) == 41 and sum('"error"' in line for line in inproc) == 1
+    pooled = tmp_path / "pooled.jsonl"
+    _py("predict.py", *base, "--output", str(pooled), "--num_workers", "2")
+    assert pooled.read_text().splitlines() == inproc
+    for suffix in (".jsonl", ".csv"):
+        ref = tmp_path / f"ref{suffix}"
+        _py("predict.py", *base, "--output", str(ref))
+        cut = tmp_path / f"cut{suffix}"
+        data = ref.read_bytes()
+        cut.write_bytes(data[: data.index(b"\n", len(data) // 3) + 25])  # a third of it and half a line
+        proc = _py("predict.py", *base, "--output", str(cut), "--resume")
+        assert "already in" in proc.stdout
+        a, b = _rows(ref), _rows(cut)
+        assert sorted(a) == sorted(b), suffix  # every image once, no half line left
+        for path, (labels, probs) in a.items():  # batches differ after a resume: float noise only
+            assert b[path][0] == labels and b[path][1] == pytest.approx(probs, abs=2e-6)
+    bad = _py("predict.py", *base, "--output", str(tmp_path / "x.json"), "--resume", check=False)
+    assert bad.returncode == 2 and "--resume" in bad.stderr
+
+
+def _rows(path: Path) -> dict[str, tuple[list[str], list[float]]]:
+    """path -> (labels, probabilities) of a .jsonl or .csv prediction file (asserting no path twice)."""
+    out: dict[str, tuple[list[str], list[float]]] = {}
+    if path.suffix == ".jsonl":
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            assert r["path"] not in out
+            tops = r.get("top_k", [])
+            out[r["path"]] = ([t["label"] for t in tops], [t["prob"] for t in tops])
+    else:
+        for r in csv.DictReader(path.open()):
+            assert r["path"] not in out
+            n = sum(k.startswith("label_") for k in r)
+            labels = [r[f"label_{i + 1}"] for i in range(n) if r[f"label_{i + 1}"]]
+            out[r["path"]] = (labels, [float(r[f"prob_{i + 1}"]) for i in range(len(labels))])
+    return out
