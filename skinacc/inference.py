@@ -72,12 +72,10 @@ def preprocess(files: Sequence[str], cfg: DataConfig) -> tuple[torch.Tensor, dic
     return (torch.stack(good) if good else torch.empty(0, 3, size, size, dtype=torch.uint8)), bad
 
 
-def _preprocess_job(job: tuple[list[str], DataConfig]) -> tuple[np.ndarray, dict[int, str]]:
-    """:func:`preprocess` in a decoding worker; numpy crosses the process boundary (no shared-memory
-    file handles per batch)."""
+def _preprocess_job(job: tuple[list[str], DataConfig]) -> tuple[torch.Tensor, dict[int, str]]:
+    """:func:`preprocess` in a decoding worker (the batch comes back through shared memory)."""
     files, cfg = job
-    x, bad = preprocess(files, cfg)
-    return x.numpy(), bad
+    return preprocess(files, cfg)
 
 
 @torch.no_grad()
@@ -126,7 +124,7 @@ def iter_predictions(
         if chunk:
             yield chunk, cfg
 
-    def decoded() -> Iterator[tuple[list[str], np.ndarray, dict[int, str]]]:
+    def decoded() -> Iterator[tuple[list[str], torch.Tensor, dict[int, str]]]:
         # The chunk's file names travel beside the job: the pool returns results in order.
         queue: list[list[str]] = []
 
@@ -139,8 +137,7 @@ def iter_predictions(
             yield queue.pop(0), x, bad
 
     bar = tqdm(total=total, desc="predict", disable=not progress, unit="img", dynamic_ncols=True)
-    for chunk, x_np, bad in decoded():
-        x = torch.from_numpy(x_np)
+    for chunk, x, bad in decoded():
         if len(x):
             logits = torch.stack([model(v).float() for v in tta_views(norm(x), tta)], 1)
             probs = torch.from_numpy(probs_from_logits(logits.cpu(), temperature))

@@ -340,3 +340,24 @@ def test_app_latency_benchmark_tiny(trained_run, tmp_path):
     }
     assert all(r["n"] == 4 and 0 < r["p50_ms"] <= r["p95_ms"] for r in rows)
     assert "| HTTP (gradio_client) | on |" in (out / "summary.md").read_text()
+
+
+@pytest.mark.data
+def test_scale_benchmark_tiny(isic8, tmp_path):
+    """benchmarks/scale.py end to end at its smallest: links, start-up, shards, both loaders, prediction."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "scale.py"), "--work", str(tmp_path / "work"), "--out", str(out),
+         "--sections", "startup", "shards", "loaders", "predict", "--factors", "1", "--shard_factor", "1",
+         "--loader_batches", "2", "--loader_workers", "1", "--predict_images", "100", "--tiny_size", "48",
+         "--lite0", str(tmp_path / "no-such-model")],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert [r["images"] for r in res["startup"]] == [1646, 1646]
+    assert res["shards"]["images"] == 1646 and res["shards"]["images_per_sec"] > 0
+    assert {r["loader"] for r in res["loaders"]} == {"streaming", "map-style"}
+    assert all(r["images"] == 128 for r in res["loaders"])
+    assert res["predict"][0]["images"] == 100 and res["predict"][0]["peak_pss_mb"] > 0
+    assert (tmp_path / "work" / "links_x1" / ".complete").is_file()
