@@ -35,13 +35,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Literal
 
 import numpy as np
 from _cli import flag_value, parse_args, run
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from datasets import concatenate_datasets
 
+from skinacc.calibration import probs_from_logits
 from skinacc.config import DataArguments, LoggingArguments, read_run_config
 from skinacc.data import (
     BatchNormalizer,
@@ -53,7 +56,7 @@ from skinacc.data import (
     set_transforms,
 )
 from skinacc.data.streaming import StreamingLoader, load_streaming, stream_paths
-from skinacc.engine import evaluate
+from skinacc.engine import PredictionLog, evaluate
 from skinacc.explain import CAM_METHODS
 from skinacc.hub import load_model
 from skinacc.metrics.report import EVAL_PLOTS, format_metrics_table, scalar_metrics, write_evaluation
@@ -108,6 +111,13 @@ class EvalArguments:
         },
     )
     cam_method: str = field(default="gradcam", metadata={"help": f"CAM method: {', '.join(CAM_METHODS)}."})
+    resume: bool = field(
+        default=False,
+        metadata={
+            "help": "Continue an evaluation that stopped: the images already in --output_dir's "
+            "predictions.partial are kept, only the others are predicted."
+        },
+    )
 
     def validate(self) -> list[str]:
         p = [f"--batch_size={self.batch_size}: must be >= 1"] if self.batch_size < 1 else []
@@ -118,6 +128,10 @@ class EvalArguments:
         if self.temperature is not None and self.temperature <= 0:
             p.append(f"--temperature={self.temperature}: must be > 0")
         return p
+
+
+#: Results written as they come (see skinacc.engine.PredictionLog); removed once the metrics are out.
+PARTIAL = "predictions.partial"
 
 
 def run_defaults(model: str | None) -> dict:
@@ -171,17 +185,26 @@ def main(argv: list[str] | None = None) -> dict:
         if split_name == "all"
         else data.dataset[split_name]
     )
+    # Results go to disk batch by batch (flat memory); --resume skips the images already there.
+    log = PredictionLog(out / PARTIAL, len(label_names))
+    settings = {"model": str(args.model), "split": split_name, "source": str(source), "tta": tta,
+                "temperature": temperature}  # fmt: skip
+    done = log.start(settings, args.resume) if accelerator.is_main_process else None
+    done = set(broadcast_object_list([None if done is None else done.tolist()])[0])
+    todo = table.filter(lambda sid: sid not in done, input_columns="sample_id") if done else table
+    if done:
+        accelerator.print(f"--resume: {len(done)} images already evaluated in {log.path}")
     workers = default_num_workers(data_args.num_workers, accelerator.num_processes)
     if data_args.streaming:  # each rank reads its share of the shards; padding rows are dropped
-        size = sum(data.sizes.values()) if split_name == "all" else data.sizes[split_name]
+        size = (sum(data.sizes.values()) if split_name == "all" else data.sizes[split_name]) - len(done)
         loader = StreamingLoader(
-            table, ImageTransform(loaded.data_cfg, train=False), args.batch_size, size, train=False,
+            todo, ImageTransform(loaded.data_cfg, train=False), args.batch_size, size, train=False,
             workers=workers, device=accelerator.device, rank=accelerator.process_index,
             world_size=accelerator.num_processes,
         )  # fmt: skip
         model = accelerator.prepare(loaded.model)
     else:
-        split = set_transforms({"eval": table}, loaded.data_cfg)["eval"]
+        split = set_transforms({"eval": todo}, loaded.data_cfg)["eval"]
         loader = build_dataloader(
             split,
             args.batch_size,
@@ -195,21 +218,27 @@ def main(argv: list[str] | None = None) -> dict:
     start_tracking(
         accelerator, log_args, config, out, "eval", f"eval-{Path(args.model).name}-{tag}", tags=["eval", tag]
     )
-    res = evaluate(
-        accelerator,
-        model,
-        loader,
-        BatchNormalizer(loaded.data_cfg, accelerator.device),
-        tta=tta,
-        temperature=temperature,
-        desc=tag,
-    )
-    labels = to_model[res.labels]
+
+    def write(z: np.ndarray, y: np.ndarray, ids: np.ndarray) -> None:
+        if accelerator.is_main_process:
+            log.append(ids, y, probs_from_logits(z, temperature))
+
+    remaining = size if data_args.streaming else len(todo)
+    seconds = images_per_sec = 0.0
+    if remaining:
+        res = evaluate(
+            accelerator, model, loader, BatchNormalizer(loaded.data_cfg, accelerator.device), tta=tta,
+            temperature=temperature, desc=tag, on_batch=write, keep=False,
+        )  # fmt: skip
+        seconds, images_per_sec = res.seconds, res.images_per_sec
     metrics = {}
     if accelerator.is_main_process:
-        paths = (
-            stream_paths(table, res.sample_ids) if data_args.streaming else paths_of(table, res.sample_ids)
+        sample_ids, data_labels, probs = log.read()
+        res = SimpleNamespace(
+            sample_ids=sample_ids, probs=probs, seconds=seconds, images_per_sec=images_per_sec
         )
+        labels = to_model[data_labels]
+        paths = stream_paths(table, sample_ids) if data_args.streaming else paths_of(table, sample_ids)
         extra = {
             "model": args.model,
             "split": split_name,
@@ -221,6 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
             "num_processes": accelerator.num_processes,
         }
         metrics = write_evaluation(out, labels, res.probs, label_names, paths, extra)
+        log.remove()  # the results are in predictions.csv and metrics.json now
         missing = [c for c in label_names if c not in data.class_names]
         title = f"{args.model} on {tag}, tta {tta}, temperature {temperature:.3f}"
         print(format_metrics_table(metrics, title))

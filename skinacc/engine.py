@@ -26,6 +26,7 @@ from skinacc.data.transforms import BatchNormalizer
 
 __all__ = [
     "EvalOutput",
+    "PredictionLog",
     "TrainState",
     "assert_ranks_agree",
     "build_optimizer",
@@ -304,6 +305,8 @@ def evaluate(
     tta: str = "none",
     temperature: float = 1.0,
     desc: str = "eval",
+    on_batch: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+    keep: bool = True,
 ) -> EvalOutput:
     """Predict a whole split; outputs are gathered so every sample counts exactly once.
 
@@ -316,12 +319,17 @@ def evaluate(
         tta: Test-time augmentation, ``none``, ``flip`` or ``dihedral`` (see :func:`skinacc.calibration.tta_views`).
         temperature: Softmax temperature of the returned ``probs`` (1: as trained).
         desc: Progress-bar label.
+        on_batch: Called on every process with each gathered batch, ``(logits (B, views, classes),
+            labels, sample_ids)`` as numpy, padding rows removed (e.g. to write results as they come).
+        keep: Keep the outputs for the returned :class:`EvalOutput`; ``False`` keeps memory flat over
+            any number of images (the output then holds only the count and the time).
 
     Returns:
         An :class:`EvalOutput` identical on every process, with every view's logits.
     """
     model.eval()
     logits_all, labels, ids = [], [], []
+    seen = 0
     t0 = time.perf_counter()
     for batch in tqdm(
         loader, desc=desc, disable=not accelerator.is_main_process, leave=False, dynamic_ncols=True
@@ -330,11 +338,16 @@ def evaluate(
         with accelerator.autocast():
             z = torch.stack([model(v).float() for v in tta_views(x, tta)], 1)  # (B, views, classes)
         gz, gy, gi = accelerator.gather_for_metrics((z, batch["labels"], batch["sample_id"]))
-        # Kept on the device until the split is done: a copy to the host per batch would make the
-        # loop wait for every batch's GPU work before queueing the next one.
-        logits_all.append(gz)
-        labels.append(gy)
-        ids.append(gi)
+        if on_batch is not None:
+            real = gi >= 0
+            seen += int(real.sum())
+            on_batch(gz[real].float().cpu().numpy(), gy[real].cpu().numpy(), gi[real].cpu().numpy())
+        if keep:
+            # Kept on the device until the split is done: a copy to the host per batch would make the
+            # loop wait for every batch's GPU work before queueing the next one.
+            logits_all.append(gz)
+            labels.append(gy)
+            ids.append(gi)
     cat = lambda xs, dt: torch.cat(xs).cpu().numpy().astype(dt) if xs else np.zeros((0,), dtype=dt)  # noqa: E731
     seconds = time.perf_counter() - t0
     sample_ids = cat(ids, np.int64)
@@ -348,8 +361,67 @@ def evaluate(
         images_per_sec=0.0,
         temperature=temperature,
     )
-    out.images_per_sec = len(out.labels) / seconds if seconds > 0 else 0.0
+    n = len(out.labels) if keep or on_batch is None else seen
+    out.images_per_sec = n / seconds if seconds > 0 else 0.0
     return out
+
+
+class PredictionLog:
+    """Evaluation results appended batch by batch to a binary file of fixed-size records
+    (``sample_id`` int64, ``label`` int64, ``probs`` float32 x classes), so that an evaluation of any
+    size keeps flat memory and one that stopped continues where its file ends.
+
+    A JSON sidecar (``<path>.json``) records what produced the records (model, split, TTA,
+    temperature); :meth:`start` refuses to continue records made otherwise.
+    """
+
+    def __init__(self, path, num_classes: int):
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.meta_path = self.path.with_name(self.path.name + ".json")
+        self.dtype = np.dtype([("sample_id", "<i8"), ("label", "<i8"), ("probs", "<f4", (num_classes,))])
+
+    def start(self, settings: dict[str, Any], resume: bool) -> np.ndarray:
+        """Begin (truncating any old records) or, with ``resume``, continue: returns the sample ids
+        already done (a record cut by a crash is dropped).
+
+        Raises:
+            ValueError: ``resume`` and the records were made with other settings.
+        """
+        import json
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume and self.path.is_file():
+            old = json.loads(self.meta_path.read_text()) if self.meta_path.is_file() else {}
+            if old != settings:
+                diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+                raise ValueError(
+                    f"--resume: {self.path} holds predictions made with other settings ({', '.join(diff)}); "
+                    "evaluate again without --resume (or into another --output_dir)"
+                )
+            whole = self.path.stat().st_size // self.dtype.itemsize * self.dtype.itemsize
+            with self.path.open("r+b") as f:
+                f.truncate(whole)
+            return self.read()[0]
+        self.meta_path.write_text(json.dumps(settings))
+        self.path.write_bytes(b"")
+        return np.zeros(0, np.int64)
+
+    def append(self, sample_ids: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> None:
+        rec = np.empty(len(sample_ids), self.dtype)
+        rec["sample_id"], rec["label"], rec["probs"] = sample_ids, labels, probs
+        with self.path.open("ab") as f:
+            f.write(rec.tobytes())
+
+    def read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(sample_ids, labels, probs)`` of every whole record."""
+        rec = np.fromfile(self.path, dtype=self.dtype) if self.path.is_file() else np.zeros(0, self.dtype)
+        return rec["sample_id"].copy(), rec["label"].copy(), rec["probs"].astype(np.float64)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.meta_path.unlink(missing_ok=True)
 
 
 def calibrate_and_test(

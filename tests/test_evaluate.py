@@ -195,3 +195,58 @@ def test_evaluate_an_external_labelled_folder(trained_run, tmp_path):
     shutil.copy(next((clinic / names[1]).glob("*.jpg")), clinic / "eczema" / "x.jpg")
     bad = run_recipe("evaluate.py", ["--model", str(trained_run), "--data_dir", str(clinic)], check=False)
     assert bad.returncode != 0 and "['eczema'] unknown to --model" in bad.stderr and str(clinic) in bad.stderr
+
+
+CRASH_AFTER_TWO_BATCHES = """
+import os, sys
+sys.path.insert(0, "recipes")
+import evaluate as ev
+from skinacc.engine import PredictionLog
+
+calls = []
+append = PredictionLog.append
+
+
+def append_then_die(self, *a):
+    append(self, *a)
+    calls.append(1)
+    if len(calls) == 2:  # as a kill -9 in the middle of the third write leaves the file
+        with open(self.path, "ab") as f:
+            f.write(b"\\0" * 7)
+        os._exit(137)
+
+
+PredictionLog.append = append_then_die
+ev.main(sys.argv[1:])
+"""
+
+
+def test_evaluate_writes_as_it_goes_and_resumes(trained_run, tmp_path):
+    """Results go to disk batch by batch; an evaluation killed after two batches (half a record
+    written) continues with --resume and ends with the reference's predictions and metrics."""
+    import subprocess
+    import sys
+
+    base = ["--model", str(trained_run), "--split", "test", "--num_workers", "0", "--batch_size", "4"]
+    ref = tmp_path / "ref"
+    run_recipe("evaluate.py", [*base, "--output_dir", str(ref)])
+    assert not (ref / "predictions.partial").exists(), "removed once the metrics are written"
+    out = tmp_path / "crashed"
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH_AFTER_TWO_BATCHES, *base, "--output_dir", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 137, proc.stderr[-3000:]
+    assert (out / "predictions.partial").stat().st_size % 8 != 0 and not (out / "metrics.json").exists()
+    other = run_recipe(
+        "evaluate.py", [*base, "--output_dir", str(out), "--resume", "--tta", "flip"], check=False
+    )
+    assert other.returncode != 0 and "other settings (tta)" in other.stderr
+    proc = run_recipe("evaluate.py", [*base, "--output_dir", str(out), "--resume"])
+    assert "--resume: 8 images already evaluated" in proc.stdout
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (ref, out))
+    for k in ("num_samples", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "ece"):
+        assert b[k] == pytest.approx(a[k], abs=1e-6), k
+    rows = lambda d: sorted(csv.DictReader((d / "predictions.csv").open()), key=lambda r: r["path"])  # noqa: E731
+    assert [r["path"] for r in rows(ref)] == [r["path"] for r in rows(out)]
+    assert not (out / "predictions.partial").exists()
