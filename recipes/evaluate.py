@@ -19,6 +19,13 @@ predictions and plots.
     accelerate launch --config_file accelerate_configs/4gpu_fp16.yaml recipes/evaluate.py \
         --model hf-hub:org/skinacc-b3 --data_dir /data/massive-skin-disease --split test --tta dihedral
 
+    # Pre-resized shards (recipes/prepare_shards.py), streamed: each rank reads its own shards
+    accelerate launch --config_file accelerate_configs/4gpu_fp16.yaml recipes/evaluate.py \
+        --model outputs/b3 --dataset_name /shared/msd-shards --streaming --split test
+
+    # A long evaluation that stopped: continue it (results so far are in <output_dir>/predictions.partial)
+    accelerate launch ... recipes/evaluate.py --model outputs/b3 --data_dir /data/archive --resume
+
 With a run directory and no data flag, the run's own data options rebuild its split (default: test).
 With --data_dir or --dataset_name the source is external and, unless --split says otherwise, all of
 its images are evaluated. Test-time augmentation and temperature default to the model's own (stored by
