@@ -259,3 +259,17 @@ def test_streaming_kill_and_resume_equals_uninterrupted(shards, tmp_path):
                  lambda r: r / "best" / "model.safetensors"):  # fmt: skip
         a, b = load_file(str(pick(ref))), load_file(str(pick(out)))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_shards_rewritten_in_place_are_read_anew(tmp_path):
+    """A shard folder prepared again under the same name is loaded fresh, not from datasets' cache."""
+    folder = tmp_path / "same-name"
+    cache = tmp_path / "cache"
+    sizes = []
+    for shard_size in (56, 40):
+        if folder.exists():
+            shutil.rmtree(folder)
+        write_shards(_synthetic(), folder, shard_size, images_per_shard=50)
+        data = load_skin_dataset(DataArguments(dataset_name=str(folder), cache_dir=str(cache)))
+        sizes.append(min(data.dataset["train"][0]["image"].size))
+    assert sizes == [56, 40]

@@ -400,6 +400,12 @@ def _load_hf(args: DataArguments):
     try:
         if local.is_dir() and ((local / "dataset_dict.json").exists() or (local / "state.json").exists()):
             ds = datasets.load_from_disk(str(local))
+        elif local.is_dir():
+            # datasets caches a loaded folder under its name: a folder rewritten in place (e.g. shards
+            # prepared again) would come back from the old cache. Key the cache on the files themselves.
+            ds = datasets.load_dataset(
+                str(local), args.dataset_config, cache_dir=_folder_cache(local, args.cache_dir)
+            )
         else:
             ds = datasets.load_dataset(name, args.dataset_config)
     except FileNotFoundError as e:
@@ -409,6 +415,16 @@ def _load_hf(args: DataArguments):
     if isinstance(ds, datasets.Dataset):
         ds = datasets.DatasetDict({"train": ds})
     return ds
+
+
+def _folder_cache(folder: Path, cache_dir: str) -> str:
+    """A ``datasets`` cache folder keyed on the names, sizes and modification times of ``folder``'s files."""
+    h = hashlib.sha1()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and not p.name.startswith("."):
+            st = p.stat()
+            h.update(f"{p.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return str(Path(cache_dir).expanduser() / "datasets" / h.hexdigest()[:16])
 
 
 def _check_batch(batch: dict[str, list], column: str, level: str) -> dict[str, list]:
