@@ -45,7 +45,16 @@ ACCELERATE = str(Path(sys.executable).parent / "accelerate")
 DERMO = REPO / "recipes" / "configs" / "dermoscopy.yaml"
 # Each ablation takes one piece out of the recommended recipe (YAML keys under train:/data:).
 ABLATIONS = {
-    "dermoscopy-aug": {"data": {"augment": "seed"}},
+    # The seed's preset, and the dermoscopy preset's own knobs unset (they apply to it only).
+    "dermoscopy-aug": {
+        "data": {
+            "augment": "seed",
+            "crop_scale_min": None,
+            "color_jitter": None,
+            "auto_augment": None,
+            "random_erasing": None,
+        }
+    },
     "dermoscopy-schedule": {
         "train": {"optimizer": "adam", "weight_decay": 0.0, "scheduler": "plateau", "warmup_epochs": 0}
     },
