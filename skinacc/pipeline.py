@@ -180,9 +180,27 @@ def build_training(
         model = model.to(memory_format=torch.channels_last)
     workers = default_num_workers(data_args.num_workers, accelerator.num_processes)
     eval_bs = args.eval_batch_size or 2 * args.batch_size
+    optimizer = build_optimizer(
+        model,
+        args.optimizer,
+        args.lr,
+        args.weight_decay,
+        args.momentum,
+        fused=accelerator.device.type == "cuda",
+    )
     if data_args.streaming:
         return _build_streaming(
-            accelerator, data, model, weights, data_cfg, workers, data_args, model_args, args
+            accelerator,
+            data,
+            model,
+            weights,
+            data_cfg,
+            optimizer,
+            workers,
+            eval_bs,
+            data_args,
+            model_args,
+            args,
         )
     source = data.dataset
     if data_args.preresize:
@@ -211,14 +229,6 @@ def build_training(
         build_dataloader(ds["validation"], eval_bs, train=False, **kw),
         build_dataloader(ds["test"], eval_bs, train=False, **kw),
     )
-    optimizer = build_optimizer(
-        model,
-        args.optimizer,
-        args.lr,
-        args.weight_decay,
-        args.momentum,
-        fused=accelerator.device.type == "cuda",
-    )
     model, optimizer, train_loader, val_loader, test_loader = accelerator.prepare(model, optimizer, *loaders)
     return _finish(
         accelerator, data, source, ds, model, weights, data_cfg, optimizer,
@@ -227,7 +237,9 @@ def build_training(
     )  # fmt: skip
 
 
-def _build_streaming(accelerator, data, model, weights, data_cfg, workers, data_args, model_args, args):
+def _build_streaming(
+    accelerator, data, model, weights, data_cfg, optimizer, workers, eval_bs, data_args, model_args, args
+):
     """``build_training`` for ``--streaming``: one :class:`StreamingLoader` per split, this rank's share.
 
     The loaders do not go through ``accelerator.prepare``: a prepared iterable would have every rank
@@ -256,7 +268,6 @@ def _build_streaming(accelerator, data, model, weights, data_cfg, workers, data_
         rank=accelerator.process_index,
         world_size=accelerator.num_processes,
     )
-    eval_bs = args.eval_batch_size or 2 * args.batch_size
 
     def loader(split: str, train: bool, bs: int) -> StreamingLoader:
         t = ImageTransform(
@@ -288,14 +299,6 @@ def _build_streaming(accelerator, data, model, weights, data_cfg, workers, data_
         else:  # not recorded with the shards: one pass over the label column
             logger.info("--class_weighting balanced: counting the training stream's labels (one pass)")
             train_labels = [r["label"] for r in streams["train"].select_columns(["label"])]
-    optimizer = build_optimizer(
-        model,
-        args.optimizer,
-        args.lr,
-        args.weight_decay,
-        args.momentum,
-        fused=accelerator.device.type == "cuda",
-    )
     model, optimizer = accelerator.prepare(model, optimizer)
     return _finish(
         accelerator, data, data.dataset, streams, model, weights, data_cfg, optimizer, loaders, workers,
