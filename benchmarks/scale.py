@@ -267,31 +267,29 @@ def tiny_model(work: Path, size: int) -> Path:
     return folder
 
 
+def _predict_once(model: str, folder: Path, out: Path, label: str) -> dict:
+    """One ``predict.py --tta none`` run over ``folder``: images, time, rate and peak memory."""
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, str(REPO / "recipes" / "predict.py"), "--model", model, "--inputs", str(folder),
+           "--output", str(out), "--tta", "none"]  # fmt: skip
+    secs, peak, _ = _run_sampled(cmd)
+    lines = sum(1 for _ in out.open()) - 1
+    row = {"model": label, "images": lines, "seconds": secs, "images_per_sec": lines / secs,
+           "peak_pss_mb": peak / 2**20}  # fmt: skip
+    print(row, flush=True)
+    return row
+
+
 def predict(work: Path, counts: list[int], lite0: str | None, lite0_images: int, size: int) -> list[dict]:
-    rows = []
-    model = tiny_model(work, size)
-    for n in counts:
-        folder = replicate(work, -(-n // 1646), limit=n)
-        out = work / f"pred_{n}.csv"
-        out.unlink(missing_ok=True)
-        cmd = [sys.executable, str(REPO / "recipes" / "predict.py"), "--model", str(model), "--inputs", str(folder),
-               "--output", str(out), "--tta", "none"]  # fmt: skip
-        secs, peak, _ = _run_sampled(cmd)
-        lines = sum(1 for _ in out.open()) - 1
-        rows.append({"model": f"test_efficientnet (tiny, {size} px)", "images": lines, "seconds": secs,
-                     "images_per_sec": lines / secs, "peak_pss_mb": peak / 2**20})  # fmt: skip
-        print(rows[-1], flush=True)
+    model = str(tiny_model(work, size))
+    label = f"test_efficientnet (tiny, {size} px)"
+    rows = [
+        _predict_once(model, replicate(work, -(-n // 1646), limit=n), work / f"pred_{n}.csv", label)
+        for n in counts
+    ]
     if lite0:
         folder = replicate(work, 1, limit=lite0_images)
-        out = work / "pred_lite0.csv"
-        out.unlink(missing_ok=True)
-        cmd = [sys.executable, str(REPO / "recipes" / "predict.py"), "--model", lite0, "--inputs", str(folder),
-               "--output", str(out), "--tta", "none"]  # fmt: skip
-        secs, peak, _ = _run_sampled(cmd)
-        lines = sum(1 for _ in out.open()) - 1
-        rows.append({"model": f"{lite0} (tta none)", "images": lines, "seconds": secs,
-                     "images_per_sec": lines / secs, "peak_pss_mb": peak / 2**20})  # fmt: skip
-        print(rows[-1], flush=True)
+        rows.append(_predict_once(lite0, folder, work / "pred_lite0.csv", f"{lite0} (tta none)"))
     return rows
 
 
