@@ -443,6 +443,7 @@ def _card_facts(run_dir: Path) -> dict[str, Any]:
         training = {
             "architecture": mo.get("model"),
             "initial weights": rs.get("weights"),
+            "frozen layer groups": mo.get("freeze_groups") or "none",
             "optimizer": f"{tr.get('optimizer')} (lr {tr.get('lr')}, weight decay {tr.get('weight_decay')})",
             "schedule": schedule + f", early stopping patience {tr.get('early_stopping_patience')}",
             "augmentation": da.get("augment", "seed"),

