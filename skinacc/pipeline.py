@@ -62,7 +62,7 @@ class TrainingPieces:
     datasets: Any  # ``source`` with transforms set
     model: torch.nn.Module
     weights: WeightSource
-    data_cfg: DataConfig
+    data_cfg: DataConfig  # training preprocessing
     optimizer: torch.optim.Optimizer
     train_loader: Any
     val_loader: Any
@@ -74,6 +74,13 @@ class TrainingPieces:
     ema: Any = None  # timm ModelEmaV3 of the unwrapped model (--ema_decay)
     steps_per_epoch: int = 0  # optimizer steps per epoch and process
     split_sizes: dict[str, int] | None = None  # images per split (as trained: after --final_fit's merge)
+    # Validation/test/export preprocessing (--eval_image_size); None: data_cfg.
+    eval_data_cfg: DataConfig | None = None
+
+    @property
+    def inference_cfg(self) -> DataConfig:
+        """Preprocessing for validation, test and the exported model."""
+        return self.eval_data_cfg or self.data_cfg
 
     @property
     def streaming(self) -> bool:
@@ -104,6 +111,7 @@ class TrainingPieces:
         return {
             "weights": self.weights.describe(),
             "data_config": self.data_cfg.to_dict(),
+            "eval_data_config": self.inference_cfg.to_dict(),
             "num_classes": self.data.num_classes,
             "class_names": self.data.class_names,
             "global_batch_size": args.batch_size * accelerator.num_processes * args.grad_accum_steps,
@@ -180,6 +188,11 @@ def build_training(
     data_cfg = resolve_data_config(
         model, data_args.image_size, data_args.resize_size, data_args.mean, data_args.std
     )
+    eval_cfg = data_cfg.at_size(data_args.eval_image_size) if data_args.eval_image_size else data_cfg
+    if eval_cfg != data_cfg:
+        main_print(
+            accelerator, f"validation, test and export at {eval_cfg.image_size} px (--eval_image_size)"
+        )
     if model_args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     workers = default_num_workers(data_args.num_workers, accelerator.num_processes)
@@ -205,11 +218,13 @@ def build_training(
             data_args,
             model_args,
             args,
+            eval_cfg,
         )
     source = data.dataset
     if data_args.preresize:
         with accelerator.main_process_first():  # built once by the main process, then read from cache
-            source = preresize(source, data_cfg.resize_size, data_args.cache_dir, num_proc=max(1, workers))
+            size = max(data_cfg.resize_size, eval_cfg.resize_size)
+            source = preresize(source, size, data_args.cache_dir, num_proc=max(1, workers))
     if args.final_fit:
         source = merge_validation_into_train(source)
     elif need_validation and not len(source["validation"]):
@@ -224,6 +239,7 @@ def build_training(
         fast_decode=data_args.fast_decode,
         augment=augment_config(data_args),
         skip_log=str(Path(args.output_dir) / SKIP_LOG),
+        eval_cfg=eval_cfg,
     )
     kw = loader_kwargs(data_args, workers, args.seed)
     train_labels = source["train"]["label"]
@@ -237,13 +253,14 @@ def build_training(
     return _finish(
         accelerator, data, source, ds, model, weights, data_cfg, optimizer,
         (train_loader, val_loader, test_loader), workers, train_labels, model_args, args,
-        {k: len(v) for k, v in ds.items()},
+        {k: len(v) for k, v in ds.items()}, eval_cfg,
     )  # fmt: skip
 
 
 def _build_streaming(
-    accelerator, data, model, weights, data_cfg, optimizer, workers, eval_bs, data_args, model_args, args
-):
+    accelerator, data, model, weights, data_cfg, optimizer, workers, eval_bs, data_args, model_args, args,
+    eval_cfg,
+):  # fmt: skip
     """``build_training`` for ``--streaming``: one :class:`StreamingLoader` per split, this rank's share.
 
     The loaders do not go through ``accelerator.prepare``: a prepared iterable would have every rank
@@ -275,7 +292,7 @@ def _build_streaming(
 
     def loader(split: str, train: bool, bs: int) -> StreamingLoader:
         t = ImageTransform(
-            data_cfg, train=train, seed=args.seed, fast_decode=data_args.fast_decode,
+            data_cfg if train else eval_cfg, train=train, seed=args.seed, fast_decode=data_args.fast_decode,
             augment=aug if train else None, skip_log=skip_log,
         )  # fmt: skip
         return StreamingLoader(
@@ -306,13 +323,13 @@ def _build_streaming(
     model, optimizer = accelerator.prepare(model, optimizer)
     return _finish(
         accelerator, data, data.dataset, streams, model, weights, data_cfg, optimizer, loaders, workers,
-        train_labels, model_args, args, sizes,
+        train_labels, model_args, args, sizes, eval_cfg,
     )  # fmt: skip
 
 
 def _finish(
     accelerator, data, source, ds, model, weights, data_cfg, optimizer, loaders, workers, train_labels,
-    model_args, args, sizes,
+    model_args, args, sizes, eval_cfg,
 ) -> TrainingPieces:  # fmt: skip
     train_loader, val_loader, test_loader = loaders
     steps = (
@@ -356,6 +373,7 @@ def _finish(
         ema=ema,
         steps_per_epoch=steps_per_epoch,
         split_sizes=sizes,
+        eval_data_cfg=eval_cfg,
     )
 
 

@@ -250,3 +250,24 @@ def test_evaluate_writes_as_it_goes_and_resumes(trained_run, tmp_path):
     rows = lambda d: sorted(csv.DictReader((d / "predictions.csv").open()), key=lambda r: r["path"])  # noqa: E731
     assert [r["path"] for r in rows(ref)] == [r["path"] for r in rows(out)]
     assert not (out / "predictions.partial").exists()
+
+
+def test_evaluate_at_another_input_size(trained_run, tmp_path):
+    """--image_size/--resize_size override the model's own sizes (the run was trained at 48 px with
+    the seed's crop ratio, resize 54); without them the model's sizes are used, whatever the run's config."""
+    base = ["--model", str(trained_run), "--split", "validation", "--num_workers", "0"]
+    run_recipe("evaluate.py", [*base, "--output_dir", str(tmp_path / "own")])
+    proc = run_recipe("evaluate.py", [*base, "--image_size", "64", "--output_dir", str(tmp_path / "big")])
+    assert "evaluating at 64 px (resize 72)" in proc.stdout
+    own, big = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("own", "big"))
+    assert (own["image_size"], own["resize_size"]) == (48, 54)
+    assert (big["image_size"], big["resize_size"]) == (64, 72)
+
+    def probs(d: str) -> list[str]:
+        return [r["prob:" + r["true"]] for r in csv.DictReader((tmp_path / d / "predictions.csv").open())]
+
+    assert probs("own") != probs("big"), "the larger input reached the model"
+    bad = run_recipe(
+        "evaluate.py", [*base, "--resize_size", "40", "--output_dir", str(tmp_path / "x")], check=False
+    )
+    assert bad.returncode != 0 and "--resize_size=40" in bad.stderr and "48" in bad.stderr

@@ -141,6 +141,8 @@ RECIPE_OPTIONS = [
     "0.1",
     "--freeze_groups",
     "2",
+    "--select_epoch",
+    "last",
 ]
 
 
@@ -433,7 +435,8 @@ def test_train_one_epoch_leaves_warm_up_out_of_speed_figures_only():
 
 def test_recipe_options_under_two_processes_with_calibration(tmp_path):
     """Every recipe option with two gloo ranks: validation and test counted once, the temperature
-    fitted on the gathered validation set stored with the model and applied to the test split."""
+    fitted on the gathered validation set stored with the model and applied to the test split, the
+    test and the export at --eval_image_size."""
     out = tmp_path / "ddp_recipe"
     proc = run_two_process(
         "train.py",
@@ -447,6 +450,8 @@ def test_recipe_options_under_two_processes_with_calibration(tmp_path):
             "--tta",
             "dihedral",
             "--calibrate",
+            "--eval_image_size",
+            "56",
             "--output_dir",
             str(out),
         ],
@@ -462,6 +467,21 @@ def test_recipe_options_under_two_processes_with_calibration(tmp_path):
     metrics = json.loads((out / "eval_test" / "metrics.json").read_text())
     assert metrics["temperature"] == t and metrics["tta"] == "dihedral"
     assert "calibration on validation" in proc.stdout and "temperature" in proc.stdout
+    # --select_epoch last: every epoch's weights replace best/, the last one is tested and exported
+    assert all(r["is_best"] for r in hist) and summary["best_epoch"] == 2 == metrics["best_epoch"]
+    assert json.loads((out / "best" / "skinacc.json").read_text())["epoch"] == 2
+    # --eval_image_size: trained at 48 px, validated, tested and exported at 56 (the crop ratio kept);
+    # evaluate.py on the exported model scores the test split as the run's own test did.
+    resolved = json.loads((out / "run_config.json").read_text())["resolved"]
+    assert resolved["data_config"]["image_size"] == 48 and resolved["eval_data_config"]["image_size"] == 56
+    exported = json.loads((out / "best" / "config.json").read_text())["pretrained_cfg"]
+    assert exported["input_size"] == [3, 56, 56] and exported["crop_pct"] == pytest.approx(48 / 54)
+    again = tmp_path / "again"
+    run_recipe("evaluate.py", ["--model", str(out), "--output_dir", str(again), "--num_workers", "0"])
+    m2 = json.loads((again / "metrics.json").read_text())
+    assert m2["image_size"] == 56 and m2["num_samples"] == metrics["num_samples"]
+    for k in ("accuracy", "balanced_accuracy", "roc_auc_macro", "ece"):
+        assert m2[k] == pytest.approx(metrics[k], abs=1e-6), k
 
 
 def test_final_fit_trains_on_train_and_validation(tmp_path):

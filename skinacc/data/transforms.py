@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -77,6 +77,11 @@ class DataConfig:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     interpolation: str = "bilinear"
     crop_pct: float = 0.875
+
+    def at_size(self, image_size: int, resize_size: int | None = None) -> DataConfig:
+        """The same preprocessing at another input size; the crop ratio is kept unless ``resize_size`` is given."""
+        resize = resize_size or round(image_size / self.crop_pct)
+        return replace(self, image_size=image_size, resize_size=resize, crop_pct=image_size / resize)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -391,8 +396,11 @@ def set_transforms(
     fast_decode: bool = True,
     augment: AugmentConfig | None = None,
     skip_log: str | None = None,
+    eval_cfg: DataConfig | None = None,
 ):
     """Attach on-the-fly transforms: ``augment`` (default: the seed's) on ``train``, deterministic on the others.
+
+    ``eval_cfg`` (default ``cfg``) sizes the deterministic ones (``--eval_image_size``).
 
     The image column is read undecoded (``Image(decode=False)``) so that :func:`load_rgb` can decode at
     reduced size; nothing is decoded until a batch is requested.
@@ -407,7 +415,7 @@ def set_transforms(
         raw = ds.cast_column("image", datasets.Image(decode=False))
         out[split] = raw.with_transform(
             ImageTransform(
-                cfg,
+                cfg if split == "train" else (eval_cfg or cfg),
                 train=(split == "train"),
                 seed=seed,
                 fast_decode=fast_decode,
