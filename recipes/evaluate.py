@@ -50,6 +50,7 @@ from types import SimpleNamespace
 from typing import Literal
 
 import numpy as np
+import torch
 from _cli import flag_value, parse_args, run
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
@@ -96,6 +97,13 @@ class EvalArguments:
         },
     )
     batch_size: int = field(default=128, metadata={"help": "Batch size per process."})
+    channels_last: bool = field(
+        default=True,
+        metadata={
+            "help": "Channels-last model and batches: the same predictions (to float rounding), faster "
+            "convolutions on CPU and tensor cores (BENCHMARKS.md)."
+        },
+    )
     tta: Literal["none", "flip", "dihedral"] | None = field(
         default=None,
         metadata={
@@ -226,6 +234,8 @@ def main(argv: list[str] | None = None) -> dict:
     if done:
         accelerator.print(f"--resume: {len(done)} images already evaluated in {log.path}")
     workers = default_num_workers(data_args.num_workers, accelerator.num_processes)
+    if args.channels_last:
+        loaded = loaded._replace(model=loaded.model.to(memory_format=torch.channels_last))
     if data_args.streaming:  # each rank reads its share of the shards; padding rows are dropped
         size = (sum(data.sizes.values()) if split_name == "all" else data.sizes[split_name]) - len(done)
         loader = StreamingLoader(
@@ -257,9 +267,10 @@ def main(argv: list[str] | None = None) -> dict:
     remaining = size if data_args.streaming else len(todo)
     seconds = images_per_sec = 0.0
     if remaining:
+        norm = BatchNormalizer(loaded.data_cfg, accelerator.device, channels_last=args.channels_last)
         res = evaluate(
-            accelerator, model, loader, BatchNormalizer(loaded.data_cfg, accelerator.device), tta=tta,
-            temperature=temperature, desc=tag, on_batch=write, keep=False,
+            accelerator, model, loader, norm, tta=tta, temperature=temperature, desc=tag, on_batch=write,
+            keep=False,
         )  # fmt: skip
         seconds, images_per_sec = res.seconds, res.images_per_sec
     metrics = {}

@@ -59,6 +59,13 @@ class PredictArguments:
         metadata={"help": "Softmax temperature. Default: the model's calibrated one (1.0 if it has none)."},
     )
     batch_size: int = field(default=64, metadata={"help": "Images per forward pass."})
+    channels_last: bool = field(
+        default=True,
+        metadata={
+            "help": "Channels-last model and batches: the same predictions (to float rounding), faster "
+            "convolutions on CPU and tensor cores (BENCHMARKS.md)."
+        },
+    )
     output: str | None = field(
         default=None,
         metadata={
@@ -158,6 +165,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for batch in iter_predictions(
             m.model, todo, m.label_names, m.data_cfg, args.batch_size, args.top_k, args.device,
             tta=tta, temperature=temperature, workers=workers, total=len(todo),
+            channels_last=args.channels_last,
         ):  # fmt: skip
             n_err += sum("error" in r for r in batch)
             if writer:

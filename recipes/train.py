@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
             metrics = write_evaluation(out / "eval_test", test.labels, test.probs, class_names, paths, extra)
             summary |= {"test_loss": test.loss, "test_images": len(test.labels)}
             summary |= {f"test_{k}": v for k, v in scalar_metrics(metrics).items() if k != "num_samples"}
-            title = f"test split, best checkpoint (epoch {stopper.best_epoch}, tta {args.tta})"
+            title = f"test split, model of epoch {model_epoch} (--select_epoch {args.select_epoch}, tta {args.tta})"
             main_print(accelerator, format_metrics_table(metrics, title))
             accelerator.log(
                 {f"test/{k}": v for k, v in scalar_metrics(metrics).items()}, step=state.global_step

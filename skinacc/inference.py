@@ -92,6 +92,7 @@ def iter_predictions(
     temperature: float = 1.0,
     workers: int = 0,
     total: int | None = None,
+    channels_last: bool = True,
 ) -> Iterator[list[dict[str, Any]]]:
     """Top-k predictions batch by batch, for inputs of any size: files are read as they come, decoded by
     ``workers`` processes a few batches ahead of the model, and nothing is kept once yielded.
@@ -102,6 +103,8 @@ def iter_predictions(
         temperature: Softmax temperature (a calibrated model's, from ``hub.load_model``).
         workers: Decoding processes (0: decode in this process between forward passes).
         total: Number of files, for the progress bar (optional).
+        channels_last: Run the model and batches in channels-last memory format (the same arithmetic;
+            faster convolutions on CPU and on tensor cores). Converts ``model`` in place.
 
     Yields:
         For every batch, one dict per file: ``path``, ``top_k`` (list of ``{"label", "prob"}``), or
@@ -110,8 +113,10 @@ def iter_predictions(
     from skinacc.data.streaming import ordered_map
 
     device = torch.device(device)
-    norm = BatchNormalizer(cfg, device)
+    norm = BatchNormalizer(cfg, device, channels_last=channels_last)
     model = model.to(device).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     k = min(top_k, len(label_names))
 
     def chunks() -> Iterator[tuple[list[str], DataConfig]]:
@@ -176,6 +181,7 @@ def predict_images(
     tta: str = "none",
     temperature: float = 1.0,
     workers: int = 0,
+    channels_last: bool = True,
 ) -> list[dict[str, Any]]:
     """Top-k predictions for every file, as one list (see :func:`iter_predictions` for large inputs).
 
@@ -185,7 +191,7 @@ def predict_images(
     """
     it = iter_predictions(
         model, files, label_names, cfg, batch_size, top_k, device, progress, tta, temperature, workers,
-        total=len(files),
+        total=len(files), channels_last=channels_last,
     )  # fmt: skip
     return [r for batch in it for r in batch]
 

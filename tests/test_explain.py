@@ -175,6 +175,12 @@ def test_demo_classifier_matches_predict_and_explains(trained_run):
     assert [lab for lab, _ in pred.top_k] == [t["label"] for t in ref["top_k"]]
     assert np.allclose([p for _, p in pred.top_k], [t["prob"] for t in ref["top_k"]], atol=1e-5)
     assert pred.error is None and pred.view.shape == pred.overlay.shape == (48, 48, 3)
+    # predict_images runs channels-last by default: the contiguous layout gives the same probabilities
+    nchw = predict_images(
+        m.model, [image], m.label_names, m.data_cfg, top_k=2, tta=m.tta, progress=False, channels_last=False
+    )[0]
+    assert [t["label"] for t in nchw["top_k"]] == [t["label"] for t in ref["top_k"]]
+    assert np.allclose([t["prob"] for t in nchw["top_k"]], [t["prob"] for t in ref["top_k"]], atol=1e-5)
     assert _classifier(trained_run, explain=False)(image).overlay is None
 
 

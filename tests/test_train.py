@@ -470,12 +470,17 @@ def test_recipe_options_under_two_processes_with_calibration(tmp_path):
     # --select_epoch last: every epoch's weights replace best/, the last one is tested and exported
     assert all(r["is_best"] for r in hist) and summary["best_epoch"] == 2 == metrics["best_epoch"]
     assert json.loads((out / "best" / "skinacc.json").read_text())["epoch"] == 2
+    assert "test split, model of epoch 2 (--select_epoch last" in proc.stdout
     # --eval_image_size: trained at 48 px, validated, tested and exported at 56 (the crop ratio kept);
     # evaluate.py on the exported model scores the test split as the run's own test did.
     resolved = json.loads((out / "run_config.json").read_text())["resolved"]
     assert resolved["data_config"]["image_size"] == 48 and resolved["eval_data_config"]["image_size"] == 56
     exported = json.loads((out / "best" / "config.json").read_text())["pretrained_cfg"]
     assert exported["input_size"] == [3, 56, 56] and exported["crop_pct"] == pytest.approx(48 / 54)
+    from skinacc.hub import export_for_hub
+
+    card = (export_for_hub(out, tmp_path / "hub") / "README.md").read_text()
+    assert "48 (training), 56 (validation, test, inference)" in card, "the model card names both sizes"
     again = tmp_path / "again"
     run_recipe("evaluate.py", ["--model", str(out), "--output_dir", str(again), "--num_workers", "0"])
     m2 = json.loads((again / "metrics.json").read_text())
