@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
         accelerator.print(f"--resume: {len(done)} images already evaluated in {log.path}")
     workers = default_num_workers(data_args.num_workers, accelerator.num_processes)
     if args.channels_last:
-        loaded = loaded._replace(model=loaded.model.to(memory_format=torch.channels_last))
+        loaded.model.to(memory_format=torch.channels_last)  # in place, as training's --channels_last
     if data_args.streaming:  # each rank reads its share of the shards; padding rows are dropped
         size = (sum(data.sizes.values()) if split_name == "all" else data.sizes[split_name]) - len(done)
         loader = StreamingLoader(
