@@ -104,7 +104,8 @@ def iter_predictions(
         workers: Decoding processes (0: decode in this process between forward passes).
         total: Number of files, for the progress bar (optional).
         channels_last: Run the model and batches in channels-last memory format (the same arithmetic;
-            faster convolutions on CPU and on tensor cores). Converts ``model`` in place.
+            faster convolutions on CPU and on tensor cores); ``False``: the contiguous (NCHW) layout.
+            Converts ``model`` in place either way.
 
     Yields:
         For every batch, one dict per file: ``path``, ``top_k`` (list of ``{"label", "prob"}``), or
@@ -114,9 +115,9 @@ def iter_predictions(
 
     device = torch.device(device)
     norm = BatchNormalizer(cfg, device, channels_last=channels_last)
-    model = model.to(device).eval()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    # Both ways, in place: a model converted by an earlier call must not keep that layout when asked not to.
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=fmt).eval()
     k = min(top_k, len(label_names))
 
     def chunks() -> Iterator[tuple[list[str], DataConfig]]:

@@ -179,6 +179,7 @@ def test_demo_classifier_matches_predict_and_explains(trained_run):
     nchw = predict_images(
         m.model, [image], m.label_names, m.data_cfg, top_k=2, tta=m.tta, progress=False, channels_last=False
     )[0]
+    assert next(p for p in m.model.parameters() if p.ndim == 4).is_contiguous(), "the NCHW path ran"
     assert [t["label"] for t in nchw["top_k"]] == [t["label"] for t in ref["top_k"]]
     assert np.allclose([t["prob"] for t in nchw["top_k"]], [t["prob"] for t in ref["top_k"]], atol=1e-5)
     assert _classifier(trained_run, explain=False)(image).overlay is None
