@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
             desc=f"epoch {epoch + 1}",
             lr_scheduler=pieces.lr_scheduler,
             ema=ema,
+            mix=pieces.mix,
         )
         lr = current_lr(pieces.optimizer)  # the epoch's (plateau) or its last step's (cosine) lr
         # Epochs are numbered from 1 wherever a user sees them (console, history, card, summary, W&B).

@@ -317,6 +317,24 @@ class TrainArguments:
         "likely; a function of seed and epoch, sharded over processes, resumable).",
         default="random",
     )
+    mixup_alpha: float = _help(
+        "MixUp: blend each training image with another of its batch, weight ~ Beta(alpha, alpha), and "
+        "their targets alike (torchvision's v2.MixUp; 0.2-0.8 typical, 0 off).",
+        default=0.0,
+    )
+    cutmix_alpha: float = _help(
+        "CutMix: paste a box of another image of the batch, area ~ Beta(alpha, alpha), targets by area "
+        "(torchvision's v2.CutMix; 1.0 typical, 0 off). With --mixup_alpha too, each mixed batch uses one.",
+        default=0.0,
+    )
+    mix_prob: float = _help(
+        "Chance that a training batch is mixed (--mixup_alpha/--cutmix_alpha); draws keyed by seed, "
+        "epoch, batch and process, so a resume mixes as an unbroken run.",
+        default=1.0,
+    )
+    mix_switch_prob: float = _help(
+        "With both --mixup_alpha and --cutmix_alpha: chance that a mixed batch uses CutMix.", default=0.5
+    )
     grad_accum_steps: int = _help("Gradient accumulation steps.", default=1)
     max_grad_norm: float | None = _help("Clip gradients to this norm (off by default).", default=None)
     scheduler: Literal["plateau", "cosine"] = _help(
@@ -418,6 +436,12 @@ class TrainArguments:
             p.append(f"--weight_decay={self.weight_decay}: must be >= 0")
         if not 0.0 <= self.label_smoothing < 1.0:
             p.append(f"--label_smoothing={self.label_smoothing}: must be in [0, 1)")
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            if getattr(self, name) < 0:
+                p.append(f"--{name}={getattr(self, name)}: must be >= 0 (0 turns it off)")
+        for name in ("mix_prob", "mix_switch_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                p.append(f"--{name}={getattr(self, name)}: must be in [0, 1]")
         if not 0.0 < self.plateau_factor < 1.0:
             p.append(f"--plateau_factor={self.plateau_factor}: must be in (0, 1)")
         for name in ("plateau_patience", "early_stopping_patience", "checkpoint_every_n_steps"):

@@ -176,6 +176,7 @@ def train_one_epoch(
     stats_after: int = 0,
     lr_scheduler: Any = None,
     ema: nn.Module | None = None,
+    mix: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> dict[str, float]:
     """Train for one epoch (or the rest of one, after a resume).
 
@@ -197,6 +198,9 @@ def train_one_epoch(
             ``CosineLRScheduler(t_in_epochs=False)``), told the new step count after every optimizer step:
             the lr is a pure function of the step, so a resumed run continues on the same curve.
         ema: A ``timm.utils.ModelEmaV3`` of the unwrapped model, updated after every optimizer step.
+        mix: MixUp/CutMix of each normalised batch (``skinacc.data.BatchMix``), called with the images,
+            labels, epoch and batch index; the loss takes its soft targets. Training accuracy still
+            compares with the unmixed labels (a rough figure while mixing).
 
     Returns:
         Epoch figures over all processes: ``loss``, ``accuracy``, ``images``, ``seconds``,
@@ -233,10 +237,13 @@ def train_one_epoch(
         wait += time.perf_counter() - t0
         labels = batch["labels"]
         x = normalizer(batch["pixel_values"])
+        targets = labels
+        if mix is not None:
+            x, targets = mix(x, labels, state.epoch, state.batch_in_epoch)
         with accelerator.accumulate(model):
             with record_function("skinacc/forward_backward"):
                 logits = model(x)
-                loss = loss_fn(logits, labels)
+                loss = loss_fn(logits, targets)
                 accelerator.backward(loss)
             with record_function("skinacc/optimizer_step"):
                 if accelerator.sync_gradients and max_grad_norm:

@@ -414,6 +414,18 @@ def _input_size(resolved: dict[str, Any]) -> str | int | None:
     return train if served == train else f"{train} (training), {served} (validation, test, inference)"
 
 
+def _mixing(train: dict[str, Any]) -> str | None:
+    """MixUp/CutMix settings of a run, or None when it mixed nothing."""
+    parts = [
+        f"{n} alpha {train[k]}"
+        for n, k in (("MixUp", "mixup_alpha"), ("CutMix", "cutmix_alpha"))
+        if train.get(k)
+    ]
+    if not parts:
+        return None
+    return ", ".join(parts) + f", {train.get('mix_prob', 1.0):g} of batches"
+
+
 def _card_facts(run_dir: Path) -> dict[str, Any]:
     """Test metrics, training set-up, data name and Hub ids of a skinacc run directory."""
     metrics: dict[str, float] = {}
@@ -456,9 +468,12 @@ def _card_facts(run_dir: Path) -> dict[str, Any]:
             "augmentation": da.get("augment", "seed"),
             "class balance": f"sampler {tr.get('sampler', 'random')}, loss weights {tr.get('class_weighting', 'none')}",
             "label smoothing": tr.get("label_smoothing"),
+            "MixUp / CutMix": _mixing(tr),
             "EMA decay": tr.get("ema_decay"),
             "best model chosen on": "last epoch (final fit on train + validation)"
             if tr.get("final_fit")
+            else "last epoch (--select_epoch last)"
+            if tr.get("select_epoch") == "last"
             else f"validation {tr.get('select_metric', 'val_loss')}",
             "batch per process": tr.get("batch_size"),
             "processes": la.get("num_processes"),

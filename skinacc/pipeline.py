@@ -33,6 +33,7 @@ from skinacc.data import (
     resolve_data_config,
     set_transforms,
 )
+from skinacc.data.mixing import BatchMix
 from skinacc.data.sources import paths_of
 from skinacc.data.streaming import StreamingLoader, load_streaming, stream_paths
 from skinacc.engine import build_optimizer
@@ -72,6 +73,7 @@ class TrainingPieces:
     workers: int
     lr_scheduler: Any = None  # per-update schedule (--scheduler cosine); None for the epoch-level plateau
     ema: Any = None  # timm ModelEmaV3 of the unwrapped model (--ema_decay)
+    mix: BatchMix | None = None  # MixUp/CutMix of training batches (--mixup_alpha/--cutmix_alpha)
     steps_per_epoch: int = 0  # optimizer steps per epoch and process
     split_sizes: dict[str, int] | None = None  # images per split (as trained: after --final_fit's merge)
     # Validation/test/export preprocessing (--eval_image_size); None: data_cfg.
@@ -355,6 +357,12 @@ def _finish(
     class_weights = None
     if args.class_weighting == "balanced":
         class_weights = balanced_class_weights(train_labels, data.num_classes).to(accelerator.device)
+    mix = None
+    if args.mixup_alpha > 0 or args.cutmix_alpha > 0:
+        mix = BatchMix(
+            data.num_classes, args.mixup_alpha, args.cutmix_alpha, args.mix_prob, args.mix_switch_prob,
+            seed=args.seed, process=accelerator.process_index,
+        )  # fmt: skip
     return TrainingPieces(
         data=data,
         source=source,
@@ -371,6 +379,7 @@ def _finish(
         workers=workers,
         lr_scheduler=lr_scheduler,
         ema=ema,
+        mix=mix,
         steps_per_epoch=steps_per_epoch,
         split_sizes=sizes,
         eval_data_cfg=eval_cfg,

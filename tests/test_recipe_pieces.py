@@ -214,3 +214,52 @@ def test_ema_follows_the_weights_with_warm_up():
         net.weight.add_(1.0)
     ema.update(net, step=2)
     assert (ema.module.weight < net.weight).all(), "the average lags behind"
+
+
+def test_batch_mix_is_keyed_and_consistent():
+    """MixUp/CutMix: images and soft targets agree, draws are a function of (seed, epoch, batch,
+    process) alone, the global RNG is untouched, and the memory format is kept."""
+    from skinacc.data import BatchMix
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, 8, 8, generator=g)
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    mixup = BatchMix(4, mixup_alpha=0.4, seed=1)
+    state = torch.get_rng_state()
+    out, t = mixup(x, labels, epoch=2, batch=5)
+    assert torch.equal(torch.get_rng_state(), state), "the global RNG is left alone"
+    assert t.shape == (6, 4) and torch.allclose(t.sum(1), torch.ones(6))
+    lam = float(t[0, 0])  # image 0 (class 0) blended with image 5 (class 1): weight lam on its own
+    assert 0.0 < lam < 1.0 and float(t[0, 1]) == pytest.approx(1 - lam)
+    assert torch.allclose(out, lam * x + (1 - lam) * x.roll(1, 0), atol=1e-6)
+    again, t2 = mixup(x, labels, epoch=2, batch=5)
+    assert torch.equal(again, out) and torch.equal(t2, t), "same key, same draw (resume)"
+    assert not torch.equal(mixup(x, labels, epoch=2, batch=6)[0], out), "another batch, another draw"
+    other_rank = BatchMix(4, mixup_alpha=0.4, seed=1, process=1)
+    assert not torch.equal(other_rank(x, labels, epoch=2, batch=5)[0], out), "each process its own"
+
+    cutmix = BatchMix(4, cutmix_alpha=1.0, seed=1)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    out, t = cutmix(cl, labels, epoch=0, batch=0)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    pasted = (out != cl).any(1)[0].float().mean()  # share of image 0's pixels taken from image 5
+    assert float(t[0, 1]) == pytest.approx(float(pasted), abs=1e-6) and float(t[0, 0]) == pytest.approx(
+        1 - float(pasted), abs=1e-6
+    )
+
+    off = BatchMix(4, mixup_alpha=0.4, cutmix_alpha=1.0, prob=0.0)
+    same, onehot = off(x, labels, epoch=0, batch=0)
+    assert same is x and torch.equal(onehot, torch.nn.functional.one_hot(labels, 4).float())
+    # Soft targets go straight into the recipe's loss (label smoothing still applies).
+    loss = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(torch.zeros(6, 4), t)
+    assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="mixup_alpha or cutmix_alpha"):
+        BatchMix(4)
+
+
+def test_mix_flags_are_validated():
+    with pytest.raises(ConfigError) as e:
+        validate(TrainArguments(mixup_alpha=-0.2, cutmix_alpha=-1, mix_prob=1.5, mix_switch_prob=-0.1))
+    msg = str(e.value)
+    for bit in ("--mixup_alpha=-0.2", "--cutmix_alpha=-1", "--mix_prob=1.5", "--mix_switch_prob=-0.1"):
+        assert bit in msg

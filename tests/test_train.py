@@ -115,7 +115,7 @@ def test_two_processes_agree_and_stop_together(tmp_path):
     # Process-agreement is also enforced at run time: skinacc.engine.assert_ranks_agree raises otherwise.
 
 
-# Every option of the dermoscopy recipe that carries state or randomness across a resume.
+# Every option of the dermoscopy recipe that carries state or randomness across a resume (and MixUp/CutMix).
 RECIPE_OPTIONS = [
     "--augment",
     "dermoscopy",
@@ -143,6 +143,12 @@ RECIPE_OPTIONS = [
     "2",
     "--select_epoch",
     "last",
+    "--mixup_alpha",
+    "0.4",
+    "--cutmix_alpha",
+    "1.0",
+    "--mix_prob",
+    "0.8",
 ]
 
 
@@ -481,6 +487,8 @@ def test_recipe_options_under_two_processes_with_calibration(tmp_path):
 
     card = (export_for_hub(out, tmp_path / "hub") / "README.md").read_text()
     assert "48 (training), 56 (validation, test, inference)" in card, "the model card names both sizes"
+    assert "last epoch (--select_epoch last)" in card, "the card says which epoch is the model"
+    assert "MixUp alpha 0.4, CutMix alpha 1.0, 0.8 of batches" in card
     again = tmp_path / "again"
     run_recipe("evaluate.py", ["--model", str(out), "--output_dir", str(again), "--num_workers", "0"])
     m2 = json.loads((again / "metrics.json").read_text())

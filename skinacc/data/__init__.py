@@ -9,6 +9,7 @@ from skinacc.data.loaders import (
     default_num_workers,
     get_transform,
 )
+from skinacc.data.mixing import BatchMix
 from skinacc.data.sources import BadFile, DataReport, SkinData, load_skin_dataset, paths_of, scan_image_folder
 from skinacc.data.splits import split_indices, stratified_split
 from skinacc.data.streaming import StreamingLoader, load_streaming, write_shards
@@ -28,6 +29,7 @@ __all__ = [
     "AugmentConfig",
     "BadFile",
     "BalancedSampler",
+    "BatchMix",
     "BatchNormalizer",
     "DataConfig",
     "DataReport",
