@@ -55,7 +55,11 @@ class BatchMix:
         self.mixup = v2.MixUp(alpha=mixup_alpha, num_classes=num_classes) if mixup_alpha > 0 else None
         self.cutmix = v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes) if cutmix_alpha > 0 else None
         self.prob = prob
-        self.switch_prob = switch_prob if self.mixup and self.cutmix else float(self.cutmix is not None)
+        self.switch_prob = (
+            switch_prob
+            if self.mixup is not None and self.cutmix is not None
+            else float(self.cutmix is not None)
+        )
         self.seed = seed
         self.process = process
 
@@ -71,7 +75,8 @@ class BatchMix:
 
         Returns:
             The mixed images (same memory format as ``x``) and soft targets ``(B, num_classes)`` that sum
-            to 1 (cross-entropy takes them as class probabilities; label smoothing still applies).
+            to 1 (cross-entropy takes them as class probabilities; label smoothing still applies; with
+            class weights PyTorch then averages the loss over images, not over the weights' sum).
         """
         with torch.random.fork_rng(devices=[]):
             # torchvision draws its Beta weight and CutMix box from the CPU generator.
