@@ -8,16 +8,10 @@ in the middle of an epoch continues with the same draws.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torchvision.transforms import v2
 
-
-def _batch_key(seed: int, epoch: int, batch: int, process: int) -> int:
-    """A 63-bit seed that is a pure function of (seed, epoch, batch, process)."""
-    return int(
-        np.random.SeedSequence((seed, epoch, batch, process, 0x4D49)).generate_state(1, np.uint64)[0] >> 1
-    )
+from skinacc.data.transforms import stream_seed
 
 
 class BatchMix:
@@ -79,8 +73,9 @@ class BatchMix:
             class weights PyTorch then averages the loss over images, not over the weights' sum).
         """
         with torch.random.fork_rng(devices=[]):
-            # torchvision draws its Beta weight and CutMix box from the CPU generator.
-            torch.manual_seed(_batch_key(self.seed, epoch, batch, self.process))
+            # torchvision draws its Beta weight and CutMix box from the CPU generator. The 0x4D49 tag
+            # keeps this stream apart from the images' (seed, epoch, sample) ones.
+            torch.manual_seed(stream_seed(self.seed, epoch, batch, self.process, 0x4D49))
             mixed = bool(torch.rand(()) < self.prob)
             if not mixed or x.shape[0] < 2:
                 return x, torch.nn.functional.one_hot(labels, self.num_classes).to(x.dtype)

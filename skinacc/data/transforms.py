@@ -178,9 +178,9 @@ def resolve_augment(
     return AugmentConfig(preset=preset, hflip=hflip, **knobs)
 
 
-def _sample_key(seed: int, epoch: int, sample_id: int) -> int:
-    """A 63-bit seed that is a pure function of (seed, epoch, sample): independent streams per sample."""
-    return int(np.random.SeedSequence((seed, epoch, sample_id)).generate_state(1, np.uint64)[0] >> 1)
+def stream_seed(*parts: int) -> int:
+    """A 63-bit seed that is a pure function of ``parts`` (e.g. seed, epoch, sample): independent streams."""
+    return int(np.random.SeedSequence(parts).generate_state(1, np.uint64)[0] >> 1)
 
 
 class _Dihedral:
@@ -267,7 +267,7 @@ class ImageTransform:
             # A private, keyed stream: the main process's RNG (dropout, model init) is left untouched
             # when loading runs in the main process (num_workers=0).
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(_sample_key(self.seed, int(self._epoch[0]), int(sample_id)))
+                torch.manual_seed(stream_seed(self.seed, int(self._epoch[0]), int(sample_id)))
                 return self._pipeline(img).contiguous()
         w, h = img.size
         scale = cfg.resize_size / min(w, h)
