@@ -102,8 +102,8 @@ CURRENT_VARIANTS = {
     },
     # Not a budget row: what twice the budget buys (32 epochs, about 17 minutes here).
     "dermoscopy-e32": {"train": {"epochs": 32}},
-    # One more stage frozen at 160 px, spent on more epochs: 24 (1.29x the recipe's time: an epoch is
-    # only 1.16x cheaper end to end, measured side by side) and 19 (the recipe's time).
+    # One more stage frozen at 160 px, spent on more epochs: 24 (about 1.3x the recipe's time: an epoch
+    # is only 1.09-1.15x cheaper end to end, benchmarks/recipe_epoch_time.py) and 19 (about its time).
     "dermoscopy-f5e24": {"model": {"freeze_groups": 5}, "train": {"epochs": 24}},
     "dermoscopy-f5e19": {"model": {"freeze_groups": 5}, "train": {"epochs": 19}},
     # MixUp (alpha 0.2) or CutMix (alpha 1.0) on half of the batches, the rest of the recipe unchanged.
