@@ -20,7 +20,8 @@ one run at a time, and is scored on the same test images with skinacc's metrics.
 - ``dermoscopy_final_fit`` / ``baseline_train_val``: the same recipes trained on train + validation;
 - variants of the current recipe: ``dermoscopy-r192`` (192 px, one more stage frozen, over the budget)
   and ``dermoscopy-e32`` (32 epochs: twice the budget, a reference for what time buys, not a row of the
-  equal-budget comparison).
+  equal-budget comparison); ``dermoscopy-f5e19``/``-f5e24`` (one more stage frozen, more epochs),
+  ``dermoscopy-mix`` (MixUp/CutMix) and ``dermoscopy-ld85``/``-ld85-lr2e3`` (layer-wise lr decay).
 
     python benchmarks/isic8_quality.py --rows seed_defaults dermoscopy baseline --seeds 0 1 2 \\
         --work /tmp/isic8q --out benchmarks/results/isic8_quality
@@ -108,6 +109,12 @@ CURRENT_VARIANTS = {
     "dermoscopy-f5e19": {"model": {"freeze_groups": 5}, "train": {"epochs": 19}},
     # MixUp (alpha 0.2) or CutMix (alpha 1.0) on half of the batches, the rest of the recipe unchanged.
     "dermoscopy-mix": {"train": {"mixup_alpha": 0.2, "cutmix_alpha": 1.0, "mix_prob": 0.5}},
+    # Layer-wise lr decay: each block learns 0.85x as fast as the one above it, the classifier at the
+    # recipe's lr 1e-3 (every block slower than now) or at 2e-3 (the top blocks faster, the lowest slower).
+    "dermoscopy-ld85": {"train": {"layer_decay": 0.85}},
+    "dermoscopy-ld85-lr2e3": {"train": {"layer_decay": 0.85, "lr": 0.002}},
+    # The same higher lr without layer decay (every trained layer at 2e-3).
+    "dermoscopy-lr2e3": {"train": {"lr": 0.002}},
 }
 
 

@@ -115,7 +115,8 @@ def build_cosine_scheduler(
 
 
 def current_lr(optimizer: torch.optim.Optimizer) -> float:
-    return float(optimizer.param_groups[0]["lr"])
+    """The largest lr of the optimizer's groups: the classifier's under ``--layer_decay``, else the one lr."""
+    return max(float(g["lr"]) for g in optimizer.param_groups)
 
 
 def build_selection(args, optimizer: torch.optim.Optimizer, lr_scheduler=None) -> tuple[Any, EarlyStopping]:

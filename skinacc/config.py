@@ -306,6 +306,12 @@ class TrainArguments:
     lr: float = _help("Learning rate (seed: 1e-3).", default=1e-3)
     weight_decay: float = _help("Weight decay (not applied to biases and norm parameters).", default=0.0)
     momentum: float = _help("Momentum for sgd.", default=0.9)
+    layer_decay: float | None = _help(
+        "Layer-wise learning-rate decay: each layer (timm's fine-grained group_matcher, stem first) "
+        "learns at lr x layer_decay^(layers above it), so ImageNet features near the input change least. "
+        "None or 1.0: one lr for every layer.",
+        default=None,
+    )
     label_smoothing: float = _help("Cross-entropy label smoothing.", default=0.0)
     class_weighting: Literal["none", "balanced"] = _help(
         "Loss weights per class: 'balanced' weighs each class by n / (classes x count) of the training "
@@ -434,6 +440,8 @@ class TrainArguments:
             p.append(f"--lr={self.lr}: must be > 0")
         if self.weight_decay < 0:
             p.append(f"--weight_decay={self.weight_decay}: must be >= 0")
+        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
+            p.append(f"--layer_decay={self.layer_decay}: must be in (0, 1] (1 or unset: no decay)")
         if not 0.0 <= self.label_smoothing < 1.0:
             p.append(f"--label_smoothing={self.label_smoothing}: must be in [0, 1)")
         for name in ("mixup_alpha", "cutmix_alpha"):

@@ -468,27 +468,49 @@ def build_optimizer(
     weight_decay: float = 0.0,
     momentum: float = 0.9,
     fused: bool = False,
+    layer_decay: float | None = None,
 ) -> torch.optim.Optimizer:
     """The optimizer by name (seed: Adam, lr 1e-3). Weight decay skips biases and norm parameters.
 
     Args:
-        model: The network whose trainable parameters are optimised.
+        model: The network whose trainable parameters are optimised (frozen ones are left out).
         name: ``adam``, ``adamw`` or ``sgd``.
-        lr: Learning rate.
+        lr: Learning rate (of the classifier, under ``layer_decay``).
         weight_decay: Applied to weights only (not to biases or 1-d norm parameters).
         momentum: Nesterov momentum for ``sgd``.
         fused: Use PyTorch's fused single-kernel update (the training pipeline turns it on for CUDA:
             one launch per step instead of a few per parameter group; same arithmetic).
+        layer_decay: Layer-wise lr decay. timm's ``param_groups_layer_decay`` numbers the layers with
+            the model's fine-grained ``group_matcher`` (stem 0, one per block, head last) and gives layer
+            ``i`` of ``n`` the scale ``layer_decay ** (n - i)``. The scale is folded into each group's
+            own ``lr`` (not left as timm's ``lr_scale``), so the cosine schedule, which anneals every
+            group from its own starting lr, and the plateau schedule, which multiplies each group's lr,
+            both keep the ratios. None or 1.0: two groups, one lr.
 
     Raises:
-        ValueError: For an unknown ``name``.
+        ValueError: For an unknown ``name``, or ``layer_decay`` on a model without ``group_matcher``.
     """
-    decay, no_decay = [], []
-    for n, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 or n.endswith(".bias") else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if layer_decay is not None and layer_decay != 1.0:
+        from timm.optim import param_groups_layer_decay
+
+        if getattr(model, "group_matcher", None) is None:
+            raise ValueError(
+                f"--layer_decay={layer_decay}: {type(model).__name__} defines no layer groups "
+                "(group_matcher); leave --layer_decay unset"
+            )
+        groups = param_groups_layer_decay(model, weight_decay=weight_decay, layer_decay=layer_decay)
+        for g in groups:
+            g["lr"] = lr * g.pop("lr_scale")
+    else:
+        decay, no_decay = [], []
+        for n, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim <= 1 or n.endswith(".bias") else decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
     # fused=None (not False) leaves PyTorch's own choice (foreach) in place.
     kw = {"fused": True} if fused else {}
     if name == "adam":

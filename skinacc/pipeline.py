@@ -206,6 +206,7 @@ def build_training(
         args.weight_decay,
         args.momentum,
         fused=accelerator.device.type == "cuda",
+        layer_decay=args.layer_decay,
     )
     if data_args.streaming:
         return _build_streaming(

@@ -257,6 +257,13 @@ def test_batch_mix_is_keyed_and_consistent():
         BatchMix(4)
 
 
+def test_layer_decay_is_validated():
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ConfigError, match=rf"--layer_decay={bad}: must be in \(0, 1\]"):
+            validate(TrainArguments(layer_decay=bad))
+    validate(TrainArguments(layer_decay=1.0))  # allowed: the same as unset
+
+
 def test_mix_flags_are_validated():
     with pytest.raises(ConfigError) as e:
         validate(TrainArguments(mixup_alpha=-0.2, cutmix_alpha=-1, mix_prob=1.5, mix_switch_prob=-0.1))

@@ -1,6 +1,7 @@
 """The training recipe end to end: one process, two gloo processes, resume, early stopping, errors."""
 
 import json
+import math
 import shutil
 import signal
 import subprocess
@@ -117,6 +118,8 @@ def test_two_processes_agree_and_stop_together(tmp_path):
 
 # Every option of the dermoscopy recipe that carries state or randomness across a resume (and MixUp/CutMix).
 RECIPE_OPTIONS = [
+    "--layer_decay",
+    "0.8",
     "--augment",
     "dermoscopy",
     "--scheduler",
@@ -410,6 +413,52 @@ def test_fused_optimizer_matches_default_and_skips_decay_on_norms(name):
         build_optimizer(nets[0], "lamb")
 
 
+def test_layer_decay_scales_lr_by_depth_under_both_schedules():
+    """--layer_decay: the classifier learns at lr, each layer below it layer_decay x the one above; frozen
+    parameters stay out, 1-d ones get no decay, and both schedules keep the per-layer ratios."""
+    import timm
+
+    from skinacc.callbacks import build_cosine_scheduler, build_plateau_scheduler, current_lr
+    from skinacc.engine import build_optimizer
+    from skinacc.models import freeze_groups
+
+    model = timm.create_model("test_efficientnet", num_classes=3)
+    frozen = set(freeze_groups(model, 1))  # the stem
+    opt = build_optimizer(model, "adamw", lr=1e-2, weight_decay=0.1, layer_decay=0.5)
+    in_groups = [id(p) for g in opt.param_groups for p in g["params"]]
+    trainable = [p for n, p in model.named_parameters() if n not in frozen]
+    assert sorted(in_groups) == sorted(id(p) for p in trainable)  # each trainable parameter once
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    wd_of = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    params = dict(model.named_parameters())
+    assert lr_of[id(params["classifier.weight"])] == pytest.approx(1e-2)
+    blocks = [n for n in params if n.startswith("blocks.")]
+    assert lr_of[id(params[blocks[0]])] < lr_of[id(params[blocks[-1]])] < 1e-2
+    ratios = {round(math.log(lr / 1e-2, 0.5), 6) for lr in lr_of.values()}
+    assert ratios == {float(k) for k in range(len(ratios))}, ratios  # 1, 1/2, 1/4, ... down the layers
+    assert all(wd_of[id(p)] == 0.0 for n, p in params.items() if n not in frozen and p.ndim <= 1)
+    assert current_lr(opt) == pytest.approx(1e-2)  # what the tracker logs: the classifier's lr
+
+    start = [g["lr"] for g in opt.param_groups]
+    cosine = build_cosine_scheduler(opt, epochs=4, steps_per_epoch=5, warmup_epochs=1, min_lr=0.0)
+    for step in (2, 9, 13):  # in the warm-up and on the cosine
+        cosine.step_update(step)
+        scale = opt.param_groups[-1]["lr"] / start[-1]
+        assert 0 < scale < 1
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([lr * scale for lr in start])
+    opt = build_optimizer(model, "adam", lr=1e-2, layer_decay=0.5)
+    start = [g["lr"] for g in opt.param_groups]
+    plateau = build_plateau_scheduler(opt, factor=0.5, patience=0)
+    plateau.step(1.0)
+    plateau.step(2.0)  # worse: every group halves
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([lr / 2 for lr in start])
+
+    for off in (None, 1.0):
+        assert len(build_optimizer(model, "adamw", 1e-2, 0.1, layer_decay=off).param_groups) == 2
+    with pytest.raises(ValueError, match=r"--layer_decay=0.5: Sequential defines no layer groups"):
+        build_optimizer(torch.nn.Sequential(torch.nn.Linear(2, 2)), "adam", layer_decay=0.5)
+
+
 def test_train_one_epoch_leaves_warm_up_out_of_speed_figures_only():
     """stats_after=N drops the first N batches from images/s and data wait, not from loss and accuracy."""
     from accelerate import Accelerator
@@ -489,6 +538,7 @@ def test_recipe_options_under_two_processes_with_calibration(tmp_path):
     assert "48 (training), 56 (validation, test, inference)" in card, "the model card names both sizes"
     assert "last epoch (--select_epoch last)" in card, "the card says which epoch is the model"
     assert "MixUp alpha 0.4, CutMix alpha 1.0, 0.8 of batches" in card
+    assert "weight decay 0.05, layer-wise lr decay 0.8)" in card
     again = tmp_path / "again"
     run_recipe("evaluate.py", ["--model", str(out), "--output_dir", str(again), "--num_workers", "0"])
     m2 = json.loads((again / "metrics.json").read_text())
