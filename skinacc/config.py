@@ -360,8 +360,10 @@ class TrainArguments:
         "Lower bound of the lr (plateau), end of the cosine and start of the warm-up.", default=1e-6
     )
     ema_decay: float | None = _help(
-        "Keep an exponential moving average of the weights (timm's ModelEmaV3, decay warmed up over "
-        "the first steps); it is validated, chosen as best, exported and saved in checkpoints. Off by "
+        "Keep an exponential moving average of the weights (timm's ModelEmaV3); it is validated, chosen "
+        "as best, exported and saved in checkpoints. The decay at the t-th optimizer update (from 1) is "
+        "min(ema_decay, 1 - t^(-2/3)), timm's warm-up: 0.9 at update 31, 0.984 at 512, 0.998 only from "
+        "about 11,000, so in a short run the warm-up, not this cap, sets the averaging window. Off by "
         "default; 0.99-0.999 for thousands of steps, 0.9998 for the 245k-image set.",
         default=None,
     )

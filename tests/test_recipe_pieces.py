@@ -214,6 +214,11 @@ def test_ema_follows_the_weights_with_warm_up():
         net.weight.add_(1.0)
     ema.update(net, step=2)
     assert (ema.module.weight < net.weight).all(), "the average lags behind"
+    # The warm-up that README and --ema_decay's help quote: min(decay, 1 - t^(-2/3)) at update t (from 1).
+    ema = ModelEmaV3(net, decay=0.998, use_warmup=True)
+    assert ema.get_decay(31) == pytest.approx(1 - 31 ** (-2 / 3)) == pytest.approx(0.899, abs=1e-3)
+    assert ema.get_decay(512) == pytest.approx(0.984375)
+    assert ema.get_decay(12_000) == 0.998
 
 
 def test_batch_mix_is_keyed_and_consistent():
