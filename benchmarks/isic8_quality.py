@@ -21,7 +21,7 @@ one run at a time, and is scored on the same test images with skinacc's metrics.
 - variants of the current recipe: ``dermoscopy-r192`` (192 px, one more stage frozen, over the budget)
   and ``dermoscopy-e32`` (32 epochs: twice the budget, a reference for what time buys, not a row of the
   equal-budget comparison); ``dermoscopy-f5e19``/``-f5e24`` (one more stage frozen, more epochs),
-  ``dermoscopy-mix`` (MixUp/CutMix) and ``dermoscopy-ld85``/``-ld85-lr2e3`` (layer-wise lr decay).
+  ``dermoscopy-mix`` (MixUp/CutMix) and ``dermoscopy-ld85``/``-ld85-lr2e3`` (layer-wise lr decay), ``dermoscopy-lr2e3`` (lr 2e-3).
 
     python benchmarks/isic8_quality.py --rows seed_defaults dermoscopy baseline --seeds 0 1 2 \\
         --work /tmp/isic8q --out benchmarks/results/isic8_quality
