@@ -459,16 +459,14 @@ def _card_facts(run_dir: Path) -> dict[str, Any]:
             if tr.get("scheduler") == "cosine"
             else f"ReduceLROnPlateau on {tr.get('select_metric', 'val_loss')} (factor {tr.get('plateau_factor')}, patience {tr.get('plateau_patience')})"
         )
+        optim = f"lr {tr.get('lr')}, weight decay {tr.get('weight_decay')}"
+        if tr.get("layer_decay") not in (None, 1.0):
+            optim += f", layer-wise lr decay {tr['layer_decay']}"
         training = {
             "architecture": mo.get("model"),
             "initial weights": rs.get("weights"),
             "frozen layer groups": mo.get("freeze_groups") or "none",
-            "optimizer": f"{tr.get('optimizer')} (lr {tr.get('lr')}, weight decay {tr.get('weight_decay')}"
-            + (
-                f", layer-wise lr decay {tr['layer_decay']})"
-                if tr.get("layer_decay") not in (None, 1.0)
-                else ")"
-            ),
+            "optimizer": f"{tr.get('optimizer')} ({optim})",
             "schedule": schedule + f", early stopping patience {tr.get('early_stopping_patience')}",
             "augmentation": da.get("augment", "seed"),
             "class balance": f"sampler {tr.get('sampler', 'random')}, loss weights {tr.get('class_weighting', 'none')}",
