@@ -21,7 +21,8 @@ one run at a time, and is scored on the same test images with skinacc's metrics.
 - variants of the current recipe: ``dermoscopy-r192`` (192 px, one more stage frozen, over the budget)
   and ``dermoscopy-e32`` (32 epochs: twice the budget, a reference for what time buys, not a row of the
   equal-budget comparison); ``dermoscopy-f5e19``/``-f5e24`` (one more stage frozen, more epochs),
-  ``dermoscopy-mix`` (MixUp/CutMix) and ``dermoscopy-ld85``/``-ld85-lr2e3`` (layer-wise lr decay), ``dermoscopy-lr2e3`` (lr 2e-3).
+  ``dermoscopy-mix`` (MixUp/CutMix), ``dermoscopy-ld85``/``-ld85-lr2e3`` (layer-wise lr decay),
+  ``dermoscopy-lr2e3`` (lr 2e-3) and ``dermoscopy-bs16`` (batches of 16).
 
     python benchmarks/isic8_quality.py --rows seed_defaults dermoscopy baseline --seeds 0 1 2 \\
         --work /tmp/isic8q --out benchmarks/results/isic8_quality
@@ -115,6 +116,8 @@ CURRENT_VARIANTS = {
     "dermoscopy-ld85-lr2e3": {"train": {"layer_decay": 0.85, "lr": 0.002}},
     # The same higher lr without layer decay (every trained layer at 2e-3).
     "dermoscopy-lr2e3": {"train": {"lr": 0.002}},
+    # Batches of 16: twice the optimizer updates over the same images (the EMA warm-up runs further).
+    "dermoscopy-bs16": {"train": {"batch_size": 16}},
 }
 
 
