@@ -116,7 +116,8 @@ def test_two_processes_agree_and_stop_together(tmp_path):
     # Process-agreement is also enforced at run time: skinacc.engine.assert_ranks_agree raises otherwise.
 
 
-# Every option of the dermoscopy recipe that carries state or randomness across a resume (and MixUp/CutMix).
+# Every option of the dermoscopy recipe that carries state or randomness across a resume (and MixUp/CutMix,
+# layer-wise lr decay).
 RECIPE_OPTIONS = [
     "--layer_decay",
     "0.8",
