@@ -57,10 +57,24 @@ class AppArguments:
         default=40.0, metadata={"help": "Larger uploads are refused with a message."}
     )
     max_file_size_mb: float = field(default=30.0, metadata={"help": "Larger files are refused."})
-    server_name: str = field(
-        default="127.0.0.1", metadata={"help": "Address to listen on (0.0.0.0: every interface)."}
+    server_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Address to listen on (0.0.0.0: every interface). Default: $GRADIO_SERVER_NAME, else 127.0.0.1."
+        },
     )
-    server_port: int = field(default=7860, metadata={"help": "Port (Gradio's default 7860)."})
+    server_port: int | None = field(
+        default=None,
+        metadata={"help": "Port. Default: $GRADIO_SERVER_PORT, else 7860 (Gradio's own defaults)."},
+    )
+    max_queue: int | None = field(
+        default=None,
+        metadata={
+            "help": "Most requests waiting in the queue; more are refused at once with 'queue full' instead "
+            "of waiting (one request is classified at a time: about 0.3 s each with Grad-CAM on 2 CPU "
+            "cores, so 50 waiting uploads wait up to ~18 s). Default: no limit."
+        },
+    )
     share: bool = field(default=False, metadata={"help": "Also open a public gradio.live link."})
     device: str = field(
         default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "cpu, cuda, cuda:1 ..."}
@@ -70,7 +84,9 @@ class AppArguments:
         p = []
         if self.top_k < 1:
             p.append(f"--top_k={self.top_k}: must be >= 1")
-        if not 1 <= self.server_port <= 65535:
+        if self.max_queue is not None and self.max_queue < 1:
+            p.append(f"--max_queue={self.max_queue}: must be >= 1 (or unset: no limit)")
+        if self.server_port is not None and not 1 <= self.server_port <= 65535:
             p.append(f"--server_port={self.server_port}: must be a port number, 1-65535")
         if self.cam_method not in CAM_METHODS:
             p.append(f"--cam_method={self.cam_method!r}: expected one of {', '.join(CAM_METHODS)}")
@@ -103,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     demo, examples = make_demo(args)
-    demo.queue().launch(
+    demo.queue(max_size=args.max_queue).launch(
+        # None: Gradio takes GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, else 127.0.0.1:7860.
         server_name=args.server_name,
         server_port=args.server_port,
         share=args.share,

@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for a in argv:
         if skip and not a.startswith("--"):
             continue
-        skip = a.split("=")[0] in drop
+        skip = "--" + a.split("=")[0].removeprefix("--").replace("-", "_") in drop
         if not skip:
             child_args.append(a)
     cfg = str(REPO / args.launch_config) if (REPO / args.launch_config).is_file() else args.launch_config

@@ -43,7 +43,6 @@ explain/<class>.png; prints a summary table.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -51,13 +50,14 @@ from typing import Literal
 
 import numpy as np
 import torch
-from _cli import flag_value, parse_args, run
+from _cli import parse_args, run
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 from datasets import concatenate_datasets
 
 from skinacc.calibration import probs_from_logits
 from skinacc.config import DataArguments, LoggingArguments, read_run_config
+from skinacc.console import setup_logging
 from skinacc.data import (
     BatchNormalizer,
     ImageTransform,
@@ -72,7 +72,7 @@ from skinacc.engine import PredictionLog, evaluate
 from skinacc.explain import CAM_METHODS
 from skinacc.hub import load_model
 from skinacc.metrics.report import EVAL_PLOTS, format_metrics_table, scalar_metrics, write_evaluation
-from skinacc.tracking import log_evaluation, log_images, prepare_wandb, start_tracking, wandb_run
+from skinacc.tracking import log_evaluation, log_images, start_tracking, wandb_run
 
 
 @dataclass
@@ -162,22 +162,33 @@ def run_defaults(model: str | None) -> dict:
     return {k: v for k, v in data.items() if k not in ("image_size", "resize_size")}
 
 
+def _is_external(data_args: DataArguments) -> bool:
+    """A data source given by the user (flag or YAML, any spelling): none of the run's options apply."""
+    return bool(data_args.data_dir or data_args.dataset_name)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    external = any(flag_value(argv, f) for f in ("--data_dir", "--dataset_name"))
+    given = {}
+
+    def defaults(first: tuple) -> dict:
+        # An external source takes none of the run's data options (groups, metadata, caps, ...); without
+        # one, the run's own data options rebuild its split.
+        args, data_args, _ = first
+        given["external"] = _is_external(data_args)
+        return {"report_to": "none", **({} if given["external"] else run_defaults(args.model))}
+
     args, data_args, log_args = parse_args(
         (EvalArguments, DataArguments, LoggingArguments),
         argv,
         description=__doc__,
-        # An external source takes none of the run's data options (groups, metadata, caps, ...).
-        defaults={"report_to": "none", **({} if external else run_defaults(flag_value(argv, "--model")))},
+        defaults=defaults,
+        defaults_source="the trained run's run_config.yaml",
     )
+    external = given["external"]
     split_name = args.split or ("all" if external else "test")
-    prepare_wandb(log_args.report_to)
     accelerator = Accelerator(log_with=None if log_args.report_to == "none" else log_args.report_to)
-    logging.basicConfig(
-        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    # Logs and warnings once per job (main process); progress bars off with --disable_tqdm/TQDM_DISABLE.
+    setup_logging(accelerator.is_main_process, log_args.disable_tqdm)
     run_dir = Path(args.model)
     source = data_args.data_dir or data_args.dataset_name
     tag = Path(source).name if external and split_name == "all" else split_name

@@ -29,6 +29,7 @@ from typing import Literal
 import torch
 from _cli import parse_args, run
 
+from skinacc.console import disable_progress_bars
 from skinacc.data import default_num_workers
 from skinacc.explain import CAM_METHODS
 from skinacc.hub import load_model
@@ -105,6 +106,9 @@ class PredictArguments:
         },
     )
     cam_method: str = field(default="gradcam", metadata={"help": f"CAM method: {', '.join(CAM_METHODS)}."})
+    disable_tqdm: bool = field(
+        default=False, metadata={"help": "Turn off the progress bar (as TQDM_DISABLE=1 does)."}
+    )
 
     def validate(self) -> list[str]:
         p = []
@@ -133,6 +137,8 @@ class PredictArguments:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     (args,) = parse_args((PredictArguments,), argv, description=__doc__)
+    if args.disable_tqdm:
+        disable_progress_bars()
     files = collect_images(args.inputs)
     m = load_model(args.model, args.device)
     tta = args.tta or m.tta

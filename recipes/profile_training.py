@@ -27,7 +27,7 @@ from skinacc.engine import TrainState, train_one_epoch
 from skinacc.pipeline import build_training
 from skinacc.plots import plot_profile
 from skinacc.profiling import summarize_profile
-from skinacc.tracking import launch_info, log_artifact, log_images, prepare_wandb, start_tracking, wandb_run
+from skinacc.tracking import launch_info, log_artifact, log_images, start_tracking, wandb_run
 
 
 @dataclass
@@ -66,7 +66,6 @@ def main(argv: list[str] | None = None) -> dict:
         record_shapes=prof_args.record_shapes,
         output_trace_dir=str(out),
     )
-    prepare_wandb(log_args.report_to)
     accelerator = Accelerator(
         kwargs_handlers=[handler],
         log_with=None if log_args.report_to == "none" else log_args.report_to,

@@ -36,7 +36,7 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from safetensors.torch import load_file
 
-from skinacc.callbacks import build_selection, current_lr
+from skinacc.callbacks import build_selection, current_lr, selection_summary
 from skinacc.checkpoint import Checkpointer
 from skinacc.config import (
     RUN_CONFIG,
@@ -47,6 +47,7 @@ from skinacc.config import (
     config_to_dict,
     save_config,
 )
+from skinacc.console import setup_logging
 from skinacc.engine import TrainState, assert_ranks_agree, calibrate_and_test, evaluate, train_one_epoch
 from skinacc.hub import export_for_hub, push_folder_to_hub, save_timm_folder, set_inference
 from skinacc.metrics.report import format_metrics_table, scalar_metrics, write_evaluation
@@ -59,7 +60,6 @@ from skinacc.tracking import (
     launch_info,
     log_run_end,
     main_print,
-    prepare_wandb,
     run_identity,
     start_tracking,
     write_history,
@@ -74,7 +74,6 @@ def main(argv: list[str] | None = None) -> dict:
         (DataArguments, ModelArguments, TrainArguments, LoggingArguments), argv, description=__doc__
     )
     out = Path(args.output_dir)
-    prepare_wandb(log_args.report_to)  # before the tracker starts: offline instead of a login prompt
     accelerator = Accelerator(
         gradient_accumulation_steps=args.grad_accum_steps,
         log_with=None if log_args.report_to == "none" else log_args.report_to,
@@ -83,11 +82,8 @@ def main(argv: list[str] | None = None) -> dict:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, non_blocking=True),
         step_scheduler_with_optimizer=False,
     )
-    logging.basicConfig(
-        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    # Logs and warnings once per job (main process); progress bars off with --disable_tqdm/TQDM_DISABLE.
+    setup_logging(accelerator.is_main_process, log_args.disable_tqdm)
     # Before anything is written: one run per folder at a time, never two runs mixed in one folder.
     lock = (
         claim_output_dir(out, bool(args.resume_from_checkpoint), args.overwrite_output_dir)
@@ -95,9 +91,22 @@ def main(argv: list[str] | None = None) -> dict:
         else None
     )
     accelerator.wait_for_everyone()
-    stop = StopRequest(accelerator)  # SIGTERM or a dead launcher: checkpoint at the next step, exit 143
-    set_seed(args.seed)
+    # SIGTERM, Ctrl+C or a dead launcher: stop at the next safe point (saving what is needed), exit 143.
+    stop = StopRequest(accelerator)
+    try:
+        return _train(accelerator, stop, out, data_args, model_args, args, log_args)
+    except TrainingStopped as e:
+        main_print(accelerator, f"stopped by {stop.signal or 'a stop request'} during {e.phase}: {e.note}")
+        accelerator.end_training()
+        raise SystemExit(EXIT_STOPPED) from None
+    finally:
+        stop.restore()
+        if lock is not None:
+            lock.release()
 
+
+def _train(accelerator, stop, out, data_args, model_args, args, log_args) -> dict:
+    set_seed(args.seed)
     pieces = build_training(accelerator, data_args, model_args, args)
     data, model, ema = pieces.data, pieces.model, pieces.ema
     normalizer, class_names = pieces.normalizer, pieces.data.class_names
@@ -120,6 +129,22 @@ def main(argv: list[str] | None = None) -> dict:
         args.keep_last_checkpoints,
         options,
     )
+
+    def halt(phase: str, save: bool) -> TrainingStopped:
+        """The stop to raise during ``phase``, after saving a checkpoint when the phase needs one."""
+        if save:
+            ckpt.save()
+        if ckpt.last is None:
+            note = "nothing to save yet; run the same command again"
+        else:
+            where = (
+                f"checkpoint {ckpt.last} saved"
+                if save
+                else f"the last checkpoint, {ckpt.last}, holds the training"
+            )
+            note = f"{where}; continue with --resume_from_checkpoint latest"
+        return TrainingStopped(phase, note)
+
     if args.resume_from_checkpoint:
         path = ckpt.resume(args.resume_from_checkpoint)
         if pieces.lr_scheduler is not None:
@@ -128,6 +153,10 @@ def main(argv: list[str] | None = None) -> dict:
             accelerator,
             f"resumed from {path}: epoch {state.epoch + 1}, batch {state.batch_in_epoch}, step {state.global_step}",
         )
+    else:
+        ckpt.warn_if_disk_is_short(pieces.model, pieces.optimizer, ema)
+    if stop.requested(0, force=True):  # a stop during data loading and set-up
+        raise halt("set-up", save=False)
 
     extra = {"launch": launch, "run": identity, "resolved": pieces.resolved(accelerator, args)}
     if accelerator.is_main_process:
@@ -136,6 +165,9 @@ def main(argv: list[str] | None = None) -> dict:
     start_tracking(accelerator, log_args, options | extra, out, "train", **identity)
 
     def on_step(st: TrainState, loss: torch.Tensor) -> None:
+        # First: after a stop signal the tracker's own process may be gone, and the save must come fast.
+        if stop.requested(st.global_step):
+            raise halt("training", save=True)
         if log_args.report_to != "none" and st.global_step % args.log_every_n_steps == 0:
             accelerator.log(
                 {
@@ -146,9 +178,6 @@ def main(argv: list[str] | None = None) -> dict:
             )
         if args.checkpoint_every_n_steps and st.global_step % args.checkpoint_every_n_steps == 0:
             ckpt.save()
-        if stop.requested(st.global_step):
-            ckpt.save()
-            raise TrainingStopped
 
     def run_epoch() -> None:
         epoch = state.epoch
@@ -174,9 +203,16 @@ def main(argv: list[str] | None = None) -> dict:
         lr = current_lr(pieces.optimizer)  # the epoch's (plateau) or its last step's (cosine) lr
         # Epochs are numbered from 1 wherever a user sees them (console, history, card, summary, W&B).
         record = {"epoch": epoch + 1, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"]}
-        improved = True  # --final_fit: the last epoch is the model
+        improved = False
         if validate:
-            val = evaluate(accelerator, eval_model, pieces.val_loader, normalizer, desc="validate")
+            try:
+                val = evaluate(
+                    accelerator, eval_model, pieces.val_loader, normalizer, desc="validate",
+                    check_stop=stop.checker("validation"),
+                )  # fmt: skip
+            except TrainingStopped:
+                # The epoch's training is done: save it; a resume validates it and goes on from there.
+                raise halt("validation", save=True) from None
             assert_ranks_agree(accelerator, val.loss, "validation loss")
             vm = val.headline_metrics(class_names)
             record |= {f"val_{k}": v for k, v in vm.items()}
@@ -184,15 +220,16 @@ def main(argv: list[str] | None = None) -> dict:
             if pieces.lr_scheduler is None:
                 scheduler.step(monitored)  # same gathered value on every rank: same decision everywhere
             improved = stopper.step(monitored, epoch + 1)
-        else:
-            stopper.best_epoch = epoch + 1
-        keep = improved or args.select_epoch == "last"  # this epoch's weights become the model
+        # This epoch's weights become the model: the best so far, or every epoch under --select_epoch
+        # last and --final_fit (the last epoch is the model).
+        keep = improved or args.select_epoch == "last" or not validate
         record |= {k: tr[k] for k in ("images_per_sec", "data_wait_pct", "step_time_ms", "peak_mem_mb")}
         record |= {
             "lr": lr,
             "epoch_seconds": tr["seconds"],
             "global_step": state.global_step,
-            "is_best": keep,
+            "is_best": improved,  # the best --select_metric so far
+            "is_model": keep,  # these weights are in best/ (the run's model) now
         }
         state.history.append(record)
         if keep and accelerator.is_main_process:
@@ -215,18 +252,11 @@ def main(argv: list[str] | None = None) -> dict:
             if data.report.add_skipped(out / SKIP_LOG):  # images that failed to decode this epoch
                 data.report.save(out / "data_report.json")
         accelerator.log({f"epoch/{k}": float(v) for k, v in record.items()}, step=state.global_step)
+        if stop.requested(state.global_step, force=True):  # a stop during the epoch's end: saved above
+            raise halt("the end of an epoch", save=False)
 
-    try:
-        while state.epoch < args.epochs and not stopper.should_stop:
-            run_epoch()
-    except TrainingStopped:
-        main_print(
-            accelerator,
-            f"stopped by {stop.signal or 'a stop request'} at step {state.global_step}: checkpoint {ckpt.last} saved; "
-            "continue with --resume_from_checkpoint latest",
-        )
-        accelerator.end_training()
-        raise SystemExit(EXIT_STOPPED) from None
+    while state.epoch < args.epochs and not stopper.should_stop:
+        run_epoch()
     if stopper.should_stop:
         main_print(
             accelerator,
@@ -234,12 +264,12 @@ def main(argv: list[str] | None = None) -> dict:
         )
 
     metrics: dict = {}
-    model_epoch = state.epoch if args.select_epoch == "last" else stopper.best_epoch  # what best/ holds
-    summary = {
-        "best_epoch": model_epoch,
+    best_epoch = stopper.best_epoch if validate and stopper.best_epoch > 0 else None
+    summary = selection_summary(state.history, args.select_metric, args.select_epoch, best_epoch)
+    model_epoch = summary["model_epoch"]
+    summary |= {
         "select_epoch": args.select_epoch,
         "select_metric": args.select_metric,
-        f"best_{args.select_metric}": stopper.best if validate else None,
         "epochs_run": state.epoch,
         "stopped_early": stopper.should_stop,
         "final_fit": args.final_fit,
@@ -251,14 +281,18 @@ def main(argv: list[str] | None = None) -> dict:
     if (best / "model.safetensors").is_file() and (args.calibrate or testing):
         best_sd = load_file(str(best / "model.safetensors"))
         accelerator.unwrap_model(model, keep_torch_compile=False).load_state_dict(best_sd)
-        cal, test = calibrate_and_test(
-            accelerator,
-            model,
-            normalizer,
-            val_loader=pieces.val_loader if args.calibrate else None,
-            test_loader=pieces.test_loader if testing else None,
-            tta=args.tta,
-        )
+        try:
+            cal, test = calibrate_and_test(
+                accelerator,
+                model,
+                normalizer,
+                val_loader=pieces.val_loader if args.calibrate else None,
+                test_loader=pieces.test_loader if testing else None,
+                tta=args.tta,
+                stop=stop,
+            )
+        except TrainingStopped as e:
+            raise halt(e.phase, save=False) from None
         if cal:
             summary |= {f"calibration_val_{k}": v for k, v in cal.items()}
             if accelerator.is_main_process:
@@ -274,7 +308,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "model": model_args.model,
                 "split": "test",
                 "checkpoint": "best",
-                "best_epoch": model_epoch,
+                "model_epoch": model_epoch,
             }
             extra |= {
                 "tta": args.tta,
@@ -296,6 +330,8 @@ def main(argv: list[str] | None = None) -> dict:
         write_json(out / "summary.json", summary)
         if state.history:
             plot_training_curves(state.history, out / "training_curves.png")
+        if stop.signal:  # uploads can outlast the launcher's grace: leave them to the resumed run
+            raise halt("publishing", save=False)
         artifact = f"{identity['name']}-best" if log_args.log_model else None
         log_run_end(accelerator, out, metrics, {k: v for k, v in summary.items() if k != "launch"}, artifact)
         if log_args.push_to_hub:
@@ -305,9 +341,6 @@ def main(argv: list[str] | None = None) -> dict:
                 f"pushed {folder} to the Hub: {push_folder_to_hub(folder, log_args.hub_model_id, log_args.hub_private)}",
             )
     accelerator.end_training()
-    stop.restore()
-    if lock is not None:
-        lock.release()
     return summary
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "build_plateau_scheduler",
     "build_selection",
     "current_lr",
+    "selection_summary",
 ]
 
 
@@ -138,3 +139,31 @@ def build_selection(args, optimizer: torch.optim.Optimizer, lr_scheduler=None) -
     )
     patience = 0 if args.final_fit else args.early_stopping_patience
     return scheduler, EarlyStopping(patience, args.early_stopping_min_delta, mode)
+
+
+def selection_summary(
+    history: list[dict[str, Any]], select_metric: str, select_epoch: str, best_epoch: int | None
+) -> dict[str, Any]:
+    """Which epoch is the run's model and which scored best, each with its own value.
+
+    Args:
+        history: The run's epoch records (``epoch`` from 1, ``val_<metric>`` when validated).
+        select_metric: ``--select_metric`` (``val_loss``, ``balanced_accuracy``, ...).
+        select_epoch: ``--select_epoch``: ``best`` keeps the best epoch's weights, ``last`` the last's.
+        best_epoch: The epoch the early stopper found best (``None`` without validation, ``--final_fit``).
+
+    Returns:
+        ``model_epoch`` (whose weights are in ``best/``: tested, calibrated, exported) with
+        ``model_<metric>``, and ``best_epoch`` with ``best_<metric>``: under ``--select_epoch last``
+        they are different epochs in general, and each value is that epoch's own.
+    """
+    key = "val_" + select_metric.removeprefix("val_")
+    by_epoch = {r["epoch"]: r for r in history}
+    last = history[-1]["epoch"] if history else None
+    model_epoch = best_epoch if select_epoch == "best" and best_epoch is not None else last
+    return {
+        "model_epoch": model_epoch,
+        f"model_{select_metric}": by_epoch.get(model_epoch, {}).get(key),
+        "best_epoch": best_epoch,
+        f"best_{select_metric}": by_epoch.get(best_epoch, {}).get(key) if best_epoch is not None else None,
+    }

@@ -11,17 +11,23 @@ checkpoints that carry such files.
 
 A checkpoint is written under a temporary name and renamed into place only once complete, so a crash
 during a save leaves the previous checkpoint intact and readable; ``latest`` only ever picks folders
-that have a manifest. Every part of a checkpoint must load, or resuming stops with an error naming it.
+that have a manifest. A save that fails removes its temporary folder (on a full disk it says so in
+one line: where, how much the save needed, how much is free), and what a killed save left behind is
+cleared when the next run starts (:func:`clear_interrupted_saves`). Every part of a checkpoint must
+load, or resuming stops with an error naming it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
+
+from skinacc.rundir import disk_space_guard, folder_bytes, free_bytes, human_bytes
 
 __all__ = [
     "MANIFEST",
@@ -29,7 +35,9 @@ __all__ = [
     "STATE_FILE",
     "CheckpointError",
     "Checkpointer",
+    "clear_interrupted_saves",
     "config_changes",
+    "estimate_checkpoint_bytes",
     "find_latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
@@ -38,12 +46,14 @@ __all__ = [
     "save_checkpoint",
 ]
 
+logger = logging.getLogger(__name__)
+
 MANIFEST = "skinacc_checkpoint.json"
 STATE_FILE = "skinacc_state.json"
 _NAME = re.compile(r"^step_(\d+)$")
 
-#: Options that may differ when a run is resumed: where things go, what is logged and evaluated at the
-#: end, and how data are read (and ``epochs``, unless the schedule is a cosine over them). Everything
+#: Options that may differ when a run is resumed (besides every logging option): where things go, what
+#: is evaluated at the end, and how data are read (and ``epochs``, unless the schedule is a cosine over them). Everything
 #: else (optimizer, schedule, data, augmentation, model) shapes the state being resumed and must match.
 RESUME_MAY_CHANGE = {
     "resume_from_checkpoint",
@@ -88,6 +98,50 @@ def _manifest_run_id(path: Path) -> str | None:
         return json.loads((path / MANIFEST).read_text()).get("run_id")
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def clear_interrupted_saves(ckpt_dir: str | os.PathLike) -> list[str]:
+    """Tidy what a save that was killed left in ``ckpt_dir`` (call on the main process, with the run's
+    folder locked, before the first save).
+
+    ``.tmp-step_N`` (a save that never completed) is removed. ``.old-step_N`` is the previous copy of a
+    checkpoint being saved again at the same step: removed when ``step_N`` is in place, else renamed
+    back to ``step_N`` (the kill came between the two renames, and it is the only copy).
+
+    Returns:
+        What was done, one line per folder (also logged).
+    """
+    d = Path(ckpt_dir)
+    done: list[str] = []
+    if not d.is_dir():
+        return done
+    for p in sorted(d.glob(".tmp-step_*")):
+        size = folder_bytes(p)
+        shutil.rmtree(p, ignore_errors=True)
+        done.append(f"removed {p.name} ({human_bytes(size)}), a save that did not complete")
+    for p in sorted(d.glob(".old-step_*")):
+        final = d / p.name.removeprefix(".old-")
+        if (final / MANIFEST).is_file():
+            shutil.rmtree(p, ignore_errors=True)
+            done.append(f"removed {p.name}, the previous copy of {final.name}")
+        elif (p / MANIFEST).is_file():
+            if final.exists():
+                shutil.rmtree(final, ignore_errors=True)
+            os.replace(p, final)
+            done.append(f"restored {final.name} from {p.name} (a save at that step was interrupted)")
+    for line in done:
+        logger.warning("checkpoints: %s", line)
+    return done
+
+
+def estimate_checkpoint_bytes(model, optimizer_slots: int = 2, ema=None) -> int:
+    """About how many bytes one checkpoint of ``model`` takes: its weights, ``optimizer_slots`` state
+    tensors per trainable parameter (Adam and AdamW keep two, SGD with momentum one) and the EMA copy.
+    """
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    extra = sum(t.numel() * t.element_size() for t in ema.state_dict().values()) if ema is not None else 0
+    return weights + optimizer_slots * trainable + extra
 
 
 def find_latest_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
@@ -176,20 +230,29 @@ def save_checkpoint(
     ckpt_dir = Path(ckpt_dir)
     final = ckpt_dir / f"step_{global_step:08d}"
     tmp = ckpt_dir / f".tmp-step_{global_step:08d}"
-    if accelerator.is_main_process:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    plain, tensors = _split_state(states or {})
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        for name, sd in tensors.items():
-            save_file(sd, str(tmp / f"{name}.safetensors"))
-        # allow_nan: inf/NaN (an early stopper's initial best) are valid states; json reads them back.
-        (tmp / STATE_FILE).write_text(json.dumps(plain, indent=1, allow_nan=True))
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    main = accelerator.is_main_process
+    # What the previous checkpoint took is what this one needs, near enough (for a full-disk message).
+    previous = list_checkpoints(ckpt_dir, manifest.get("run_id")) if main else []
+    needed = folder_bytes(previous[-1]) if previous else None
+    guard = disk_space_guard(
+        ckpt_dir, f"saving checkpoint {final.name}", needed, partial=tmp if main else None
+    )
+    with guard:
+        if main:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        plain, tensors = _split_state(states or {})
+        accelerator.wait_for_everyone()
+        if main:
+            for name, sd in tensors.items():
+                save_file(sd, str(tmp / f"{name}.safetensors"))
+            # allow_nan: inf/NaN (an early stopper's initial best) are valid states; json reads them back.
+            (tmp / STATE_FILE).write_text(json.dumps(plain, indent=1, allow_nan=True))
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    if main:
         old = ckpt_dir / f".old-{final.name}"
         if final.exists():  # re-saving the same step (epoch end right after a step save): swap, then delete
             if old.exists():
@@ -212,6 +275,8 @@ def config_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
         {"epochs"} if now.get("train", {}).get("scheduler") != "cosine" else set()
     )
     for section, values in now.items():
+        if section == "logging":  # what is tracked and published never shapes the resumed state
+            continue
         old = saved.get(section)
         if not isinstance(values, dict) or not isinstance(old, dict):
             continue
@@ -369,6 +434,28 @@ class Checkpointer:
         # One id for the whole run, resumes included: pruning only ever touches this run's checkpoints.
         self.run_id = broadcast_object_list([uuid.uuid4().hex[:12]])[0]  # rank 0's, on every rank
         self.last: Path | None = None
+        if accelerator.is_main_process:
+            clear_interrupted_saves(self.ckpt_dir)  # a killed save's partial folder must not fill the disk
+        accelerator.wait_for_everyone()
+
+    def warn_if_disk_is_short(self, model, optimizer=None, ema=None) -> int:
+        """Warn (main process) when the output folder's file system has less free space than one
+        checkpoint takes (:func:`estimate_checkpoint_bytes`); return that estimate."""
+        unwrapped = self.accelerator.unwrap_model(model, keep_torch_compile=False)
+        opt = getattr(optimizer, "optimizer", optimizer)
+        slots = 1 if type(opt).__name__ == "SGD" else 2
+        need = estimate_checkpoint_bytes(unwrapped, slots, ema)
+        if self.accelerator.is_main_process:
+            free = free_bytes(self.ckpt_dir)
+            if free < need:
+                logger.warning(
+                    "only %s free on the file system of %s, and one checkpoint takes about %s: the first "
+                    "save will fail (free some space, or give another --output_dir)",
+                    human_bytes(free),
+                    self.ckpt_dir,
+                    human_bytes(need),
+                )
+        return need
 
     def save(self) -> Path:
         """Save every state at the current step (call on every process)."""
@@ -407,4 +494,5 @@ class Checkpointer:
             )
         load_checkpoint(self.accelerator, path, self.identity, self.states, self.states["train_state"])
         self.run_id = manifest.get("run_id", self.run_id)
+        self.last = path
         return path

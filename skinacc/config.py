@@ -497,6 +497,10 @@ class LoggingArguments:
     )
     run_group: str | None = _help("Run group (default: derived from model and data).", default=None)
     tags: list[str] | None = _help("Extra run tags.", default=None)
+    disable_tqdm: bool = _help(
+        "Turn off progress bars (as TQDM_DISABLE=1 does; e.g. for log files). Epoch lines still print.",
+        default=False,
+    )
     log_model: bool = _help(
         "Log the best model as a W&B model artifact at the end of training.", default=True
     )
@@ -569,6 +573,7 @@ def load_yaml_config(path: str | os.PathLike, types: tuple[type, ...]) -> dict[s
     problems: list[str] = []
 
     def put(key: str, value: Any, where: str) -> None:
+        key = key.replace("-", "_")  # --data-dir and --data_dir are one option; so are their YAML keys
         if key not in owner:
             problems.append(f"{path}: unknown option {where}{key!r}")
         else:
@@ -640,11 +645,19 @@ def save_config(path: str | os.PathLike, *configs: Any, extra: dict[str, Any] | 
         *configs: The resolved dataclasses.
         extra: Additional sections (e.g. launch settings read from the accelerator).
     """
+    from skinacc.rundir import disk_space_guard
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = config_to_dict(*configs) | (extra or {})
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    os.replace(tmp, path)
-    path.with_suffix(".json").write_text(json.dumps(data, indent=2, default=str))
+    for target, text in (
+        (path, yaml.safe_dump(data, sort_keys=False)),
+        (path.with_suffix(".json"), json.dumps(data, indent=2, default=str)),
+    ):
+        tmp = target.with_name(f".{target.name}.tmp")
+        with disk_space_guard(
+            target, f"writing {target.name}", len(text), partial=tmp, then="run the command again"
+        ):
+            tmp.write_text(text)
+            os.replace(tmp, target)
     return path

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.profiler import record_function
-from tqdm.auto import tqdm
 
 from skinacc.calibration import calibrate, probs_from_logits, tta_views
+from skinacc.console import progress_bar
 from skinacc.data.transforms import BatchNormalizer
 
 __all__ = [
@@ -55,8 +55,10 @@ class TrainState:
     """Where training is, saved in every checkpoint so a resumed run continues exactly.
 
     ``loss_sum``/``correct``/``seen`` are this process's running sums for the current epoch. A
-    checkpoint stores them reduced over all processes (see :meth:`snapshot`); on load, process 0 takes
-    the totals and the others start from zero, so the epoch-end reduction still gives the same numbers.
+    checkpoint stores every process's sums (see :meth:`snapshot`), and on load each process takes its
+    own back: the epoch-end reduction then adds the same numbers in the same order as an unbroken run
+    (bit-identical figures with several processes too). A mid-epoch checkpoint is resumed with the
+    world size it was saved with (checked by :func:`skinacc.checkpoint.load_checkpoint`).
     """
 
     epoch: int = 0
@@ -69,29 +71,30 @@ class TrainState:
     world_size: int = 1
     process_index: int = 0
     saved_world_size: int = 1  # world size of the checkpoint this state was loaded from
-    _saved_sums: tuple[float, int, int] | None = None
+    _saved_sums: list[tuple[float, int, int]] | None = None
 
     def start_epoch(self) -> None:
         self.batch_in_epoch = 0
         self.loss_sum, self.correct, self.seen = 0.0, 0, 0
 
     def snapshot(self, accelerator) -> None:
-        """Reduce the running sums over processes; call on every rank right before ``save_state``."""
+        """Gather every process's running sums; call on every rank right before ``save_state``."""
         t = torch.tensor(
-            [float(self.loss_sum), float(self.correct), float(self.seen)],
+            [[float(self.loss_sum), float(self.correct), float(self.seen)]],
             dtype=torch.float64,
             device=accelerator.device,
         )
-        t = accelerator.reduce(t, reduction="sum")
-        self._saved_sums = (float(t[0]), int(t[1]), int(t[2]))
+        rows = accelerator.gather(t).cpu().tolist() if accelerator.num_processes > 1 else t.cpu().tolist()
+        self._saved_sums = [(r[0], int(r[1]), int(r[2])) for r in rows]
 
     def state_dict(self) -> dict[str, Any]:
-        sums = self._saved_sums or (self.loss_sum, self.correct, self.seen)
+        per = self._saved_sums or [(float(self.loss_sum), int(self.correct), int(self.seen))]
         return {
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "global_step": self.global_step,
-            "sums": sums,
+            "sums": [sum(r[0] for r in per), sum(r[1] for r in per), sum(r[2] for r in per)],
+            "process_sums": [list(r) for r in per],
             "history": self.history,
             "world_size": self.world_size,
         }
@@ -102,11 +105,14 @@ class TrainState:
         self.global_step = int(sd["global_step"])
         self.history = list(sd["history"])
         self.saved_world_size = int(sd.get("world_size", 1))
-        loss_sum, correct, seen = sd["sums"]
-        if self.process_index == 0:
-            self.loss_sum, self.correct, self.seen = float(loss_sum), int(correct), int(seen)
+        per = sd.get("process_sums")
+        if per is not None and len(per) == self.world_size:
+            loss_sum, correct, seen = per[self.process_index]
+        elif self.process_index == 0:  # skinacc < 0.2 kept the totals only: process 0 takes them
+            loss_sum, correct, seen = sd["sums"]
         else:
-            self.loss_sum, self.correct, self.seen = 0.0, 0, 0
+            loss_sum, correct, seen = 0.0, 0, 0
+        self.loss_sum, self.correct, self.seen = float(loss_sum), int(correct), int(seen)
 
 
 @dataclass
@@ -212,11 +218,11 @@ def train_one_epoch(
     total = len(loader) + state.batch_in_epoch
     if max_batches is not None:
         total = min(total, max_batches)
-    bar = tqdm(
+    bar = progress_bar(
         total=total,
         initial=state.batch_in_epoch,
         desc=desc,
-        disable=not accelerator.is_main_process,
+        show=accelerator.is_main_process,
         leave=False,
         dynamic_ncols=True,
     )
@@ -226,53 +232,57 @@ def train_one_epoch(
     timing_reset = stats_after == 0  # nothing to leave out
     t_start = time.perf_counter()
     it = iter(loader)
-    while state.batch_in_epoch < total:
-        t0 = time.perf_counter()
-        # Named ranges show up in torch.profiler traces (recipes/profile.py); they cost ~1 us otherwise.
-        with record_function("skinacc/data_wait"):
-            try:
-                batch = next(it)
-            except StopIteration:
-                break
-        wait += time.perf_counter() - t0
-        labels = batch["labels"]
-        x = normalizer(batch["pixel_values"])
-        targets = labels
-        if mix is not None:
-            x, targets = mix(x, labels, state.epoch, state.batch_in_epoch)
-        with accelerator.accumulate(model):
-            with record_function("skinacc/forward_backward"):
-                logits = model(x)
-                loss = loss_fn(logits, targets)
-                accelerator.backward(loss)
-            with record_function("skinacc/optimizer_step"):
-                if accelerator.sync_gradients and max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-        n = labels.shape[0]
-        # Running sums stay on the device until the epoch ends: no host sync per step.
-        state.loss_sum += loss.detach() * n
-        state.correct += (logits.detach().argmax(1) == labels).sum()
-        state.seen += n
-        local_images += n
-        state.batch_in_epoch += 1
-        steps_here += 1
-        bar.update(1)
-        if accelerator.sync_gradients:
-            state.global_step += 1
-            if lr_scheduler is not None:
-                lr_scheduler.step_update(state.global_step)
-            if ema is not None:
-                ema.update(accelerator.unwrap_model(model, keep_torch_compile=False), step=state.global_step)
-            if on_step is not None:
-                on_step(state, loss.detach())
-        if steps_here == stats_after and not timing_reset:
-            # Warm-up done: finish its queued device work, then start the clock.
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            wait, local_images, steps_here, t_start, timing_reset = 0.0, 0, 0, time.perf_counter(), True
-    bar.close()
+    try:
+        while state.batch_in_epoch < total:
+            t0 = time.perf_counter()
+            # Named ranges show up in torch.profiler traces (recipes/profile.py); they cost ~1 us otherwise.
+            with record_function("skinacc/data_wait"):
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    break
+            wait += time.perf_counter() - t0
+            labels = batch["labels"]
+            x = normalizer(batch["pixel_values"])
+            targets = labels
+            if mix is not None:
+                x, targets = mix(x, labels, state.epoch, state.batch_in_epoch)
+            with accelerator.accumulate(model):
+                with record_function("skinacc/forward_backward"):
+                    logits = model(x)
+                    loss = loss_fn(logits, targets)
+                    accelerator.backward(loss)
+                with record_function("skinacc/optimizer_step"):
+                    if accelerator.sync_gradients and max_grad_norm:
+                        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+            n = labels.shape[0]
+            # Running sums stay on the device until the epoch ends: no host sync per step.
+            state.loss_sum += loss.detach() * n
+            state.correct += (logits.detach().argmax(1) == labels).sum()
+            state.seen += n
+            local_images += n
+            state.batch_in_epoch += 1
+            steps_here += 1
+            bar.update(1)
+            if accelerator.sync_gradients:
+                state.global_step += 1
+                if lr_scheduler is not None:
+                    lr_scheduler.step_update(state.global_step)
+                if ema is not None:
+                    ema.update(
+                        accelerator.unwrap_model(model, keep_torch_compile=False), step=state.global_step
+                    )
+                if on_step is not None:
+                    on_step(state, loss.detach())
+            if steps_here == stats_after and not timing_reset:
+                # Warm-up done: finish its queued device work, then start the clock.
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                wait, local_images, steps_here, t_start, timing_reset = 0.0, 0, 0, time.perf_counter(), True
+    finally:  # a stop raised in on_step leaves the console line clean
+        bar.close()
     _materialise(state)
     seconds = time.perf_counter() - t_start
     sums = torch.tensor(
@@ -314,6 +324,7 @@ def evaluate(
     desc: str = "eval",
     on_batch: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None,
     keep: bool = True,
+    check_stop: Callable[[int], None] | None = None,
 ) -> EvalOutput:
     """Predict a whole split; outputs are gathered so every sample counts exactly once.
 
@@ -330,6 +341,9 @@ def evaluate(
             labels, sample_ids)`` as numpy, padding rows removed (e.g. to write results as they come).
         keep: Keep the outputs for the returned :class:`EvalOutput`; ``False`` keeps memory flat over
             any number of images (the output then holds only the count and the time).
+        check_stop: Called on every process after each batch with the number of batches done (e.g.
+            :meth:`skinacc.stopping.StopRequest.checker`); it raises to abandon the evaluation when a
+            stop was requested.
 
     Returns:
         An :class:`EvalOutput` identical on every process, with every view's logits.
@@ -338,23 +352,25 @@ def evaluate(
     logits_all, labels, ids = [], [], []
     seen = 0
     t0 = time.perf_counter()
-    for batch in tqdm(
-        loader, desc=desc, disable=not accelerator.is_main_process, leave=False, dynamic_ncols=True
-    ):
-        x = normalizer(batch["pixel_values"])
-        with accelerator.autocast():
-            z = torch.stack([model(v).float() for v in tta_views(x, tta)], 1)  # (B, views, classes)
-        gz, gy, gi = accelerator.gather_for_metrics((z, batch["labels"], batch["sample_id"]))
-        if on_batch is not None:
-            real = gi >= 0
-            seen += int(real.sum())
-            on_batch(gz[real].float().cpu().numpy(), gy[real].cpu().numpy(), gi[real].cpu().numpy())
-        if keep:
-            # Kept on the device until the split is done: a copy to the host per batch would make the
-            # loop wait for every batch's GPU work before queueing the next one.
-            logits_all.append(gz)
-            labels.append(gy)
-            ids.append(gi)
+    bar = progress_bar(loader, desc=desc, show=accelerator.is_main_process, leave=False, dynamic_ncols=True)
+    with bar:  # closed on a stop too, so the run's message starts on a clean line
+        for i, batch in enumerate(bar, 1):
+            x = normalizer(batch["pixel_values"])
+            with accelerator.autocast():
+                z = torch.stack([model(v).float() for v in tta_views(x, tta)], 1)  # (B, views, classes)
+            gz, gy, gi = accelerator.gather_for_metrics((z, batch["labels"], batch["sample_id"]))
+            if on_batch is not None:
+                real = gi >= 0
+                seen += int(real.sum())
+                on_batch(gz[real].float().cpu().numpy(), gy[real].cpu().numpy(), gi[real].cpu().numpy())
+            if keep:
+                # Kept on the device until the split is done: a copy to the host per batch would make the
+                # loop wait for every batch's GPU work before queueing the next one.
+                logits_all.append(gz)
+                labels.append(gy)
+                ids.append(gi)
+            if check_stop is not None:
+                check_stop(i)
     cat = lambda xs, dt: torch.cat(xs).cpu().numpy().astype(dt) if xs else np.zeros((0,), dtype=dt)  # noqa: E731
     seconds = time.perf_counter() - t0
     sample_ids = cat(ids, np.int64)
@@ -439,9 +455,14 @@ def calibrate_and_test(
     val_loader=None,
     test_loader=None,
     tta: str = "none",
+    stop=None,
 ) -> tuple[dict[str, float] | None, EvalOutput | None]:
     """The end of a run: fit a temperature on ``val_loader`` (when given), then evaluate ``test_loader``
     (when given) at that temperature, both with test-time augmentation ``tta``.
+
+    Args:
+        stop: A :class:`skinacc.stopping.StopRequest`: a stop abandons the calibration or the test
+            (:class:`skinacc.stopping.TrainingStopped` is raised).
 
     Returns:
         ``(calibration, test)``: :func:`skinacc.calibration.calibrate`'s figures (or None) and the
@@ -449,15 +470,25 @@ def calibrate_and_test(
     """
     cal = None
     temperature = 1.0
+    checks = (lambda phase: None) if stop is None else stop.checker
     if val_loader is not None:
-        val = evaluate(accelerator, model, val_loader, normalizer, tta=tta, desc="calibrate")
+        val = evaluate(
+            accelerator,
+            model,
+            val_loader,
+            normalizer,
+            tta=tta,
+            desc="calibrate",
+            check_stop=checks("calibration"),
+        )
         cal = calibrate(val.logits, val.labels) | {"images": len(val.labels)}
         temperature = cal["temperature"]
     test = None
     if test_loader is not None:
         test = evaluate(
-            accelerator, model, test_loader, normalizer, tta=tta, temperature=temperature, desc="test"
-        )
+            accelerator, model, test_loader, normalizer, tta=tta, temperature=temperature, desc="test",
+            check_stop=checks("final test"),
+        )  # fmt: skip
     return cal, test
 
 

@@ -508,7 +508,10 @@ def _card_facts(run_dir: Path) -> dict[str, Any]:
     if sfile.is_file():
         sm = json.loads(sfile.read_text())
         training["epochs run"] = sm.get("epochs_run")
-        training["best epoch"] = sm.get("best_epoch")
+        # skinacc < 0.2 wrote the model's epoch as best_epoch (on --select_epoch last runs too).
+        training["epoch of the model"] = sm.get("model_epoch", sm.get("best_epoch"))
+        if sm.get("best_epoch") is not None and "model_epoch" in sm and sm["best_epoch"] != sm["model_epoch"]:
+            training[f"best validation {sm.get('select_metric')} at epoch"] = sm["best_epoch"]
         if "calibration_val_temperature" in sm:
             training["temperature (fitted on validation)"] = round(
                 float(sm["calibration_val_temperature"]), 4

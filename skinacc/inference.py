@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from skinacc.calibration import probs_from_logits, tta_views
+from skinacc.console import progress_bar
 from skinacc.data.images import IMAGE_EXTENSIONS
 from skinacc.data.transforms import BatchNormalizer, DataConfig, ImageTransform
 
@@ -142,7 +142,7 @@ def iter_predictions(
         for x, bad in ordered_map(_preprocess_job, jobs(), workers, prefetch=2):
             yield queue.pop(0), x, bad
 
-    bar = tqdm(total=total, desc="predict", disable=not progress, unit="img", dynamic_ncols=True)
+    bar = progress_bar(total=total, desc="predict", show=progress, unit="img", dynamic_ncols=True)
     for chunk, x, bad in decoded():
         if len(x):
             logits = torch.stack([model(v).float() for v in tta_views(norm(x), tta)], 1)

@@ -8,23 +8,33 @@
 - :class:`RunLock`: an exclusive ``flock`` on ``<output_dir>/.skinacc.lock``. The kernel drops it when
   the holder dies, however it dies, so a stale lock never blocks a new run; the file names the holder
   (host, pid, start time) for the message a second run prints.
+- :func:`disk_space_guard`: a write that fails because the disk is full becomes one
+  :class:`DiskFullError` line saying where, how much the write needed and how much is free.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "RUN_FILES",
+    "DiskFullError",
     "OutputDirError",
     "RunLock",
     "claim_output_dir",
+    "disk_space_guard",
+    "folder_bytes",
+    "free_bytes",
+    "human_bytes",
     "output_dir_problem",
     "previous_run_files",
 ]
@@ -53,6 +63,95 @@ RUN_FILES = (
 
 class OutputDirError(RuntimeError):
     """The output folder cannot be used for this run (in use, holds another run, not writable)."""
+
+
+class DiskFullError(OutputDirError):
+    """A write into the run's folder failed because its file system is full (or over quota)."""
+
+
+def human_bytes(n: float) -> str:
+    """``1536 -> '1.5 KB'``: decimal units, as ``df -H`` and most file managers show them."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def free_bytes(path: str | os.PathLike) -> int:
+    """Bytes a non-root user can still write on the file system of ``path`` (or of its nearest
+    existing parent)."""
+    p = Path(path).absolute()
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def folder_bytes(path: str | os.PathLike) -> int:
+    """Total size of the files under ``path`` (0 if it does not exist)."""
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else 0
+
+
+#: Less free space than this after a failed write means the write failed for want of space (torch's
+#: writer reports a full disk as "unexpected pos", without the errno).
+_NEARLY_FULL = 1 << 20
+
+
+def _is_disk_full(exc: BaseException, path: Path) -> bool:
+    e: BaseException | None = exc
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    try:
+        return free_bytes(path) < _NEARLY_FULL
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def disk_space_guard(
+    path: str | os.PathLike,
+    what: str,
+    needed: int | None = None,
+    partial: str | os.PathLike | None = None,
+    then: str = "continue with --resume_from_checkpoint latest",
+) -> Iterator[None]:
+    """Turn a write that fails on a full disk into one :class:`DiskFullError` line.
+
+    Args:
+        path: Where the write goes (a file or folder; its file system is the one checked).
+        what: What was being written, for the message (e.g. "checkpoint step_00000006").
+        needed: About how many bytes the write needs, when known.
+        partial: A file or folder the failed write leaves behind; removed before the error is raised
+            (so its space is free again), whatever the error.
+        then: What the user does once space is free (the end of the message).
+
+    Raises:
+        DiskFullError: The write failed and the file system is full; other errors pass unchanged.
+    """
+    path = Path(path)
+    try:
+        yield
+    except BaseException as e:
+        full = not isinstance(e, KeyboardInterrupt | SystemExit) and _is_disk_full(e, path)
+        written = folder_bytes(partial) if partial is not None else 0
+        if partial is not None:
+            p = Path(partial)
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        if not full:
+            raise
+        need = f"needs about {human_bytes(needed)}" if needed else "needs more space"
+        done = f" ({human_bytes(written)} were written before it failed, and removed)" if written else ""
+        raise DiskFullError(
+            f"no space left on the device of {str(path)!r}: {what} {need}{done}, and "
+            f"{human_bytes(free_bytes(path))} is free; free some space (or give another --output_dir), then {then}"
+        ) from e
 
 
 def output_dir_problem(path: str | os.PathLike, flag: str = "--output_dir") -> str | None:

@@ -142,20 +142,21 @@ def format_epoch_line(r: dict[str, Any], epochs: int) -> str:
 # Weights & Biases (through accelerate's tracker)
 
 
-def _netrc_has_wandb() -> bool:
-    import netrc
+def wandb_logged_in() -> bool:
+    """Whether wandb has credentials for its server, asked without a prompt and without the network:
+    ``WANDB_API_KEY``, an identity token, a key stored by ``wandb login`` (in ``$NETRC`` or ``~/.netrc``)
+    or in wandb's settings, for the server it is set to (``WANDB_BASE_URL``, e.g. a self-hosted one)."""
+    import wandb
 
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return False
+    return bool(wandb.login(prompt=False, verify=False))
 
 
 def prepare_wandb(report_to: str) -> str | None:
-    """Choose the W&B mode before ``init_trackers``, so a run never hangs on a login prompt.
+    """Choose the W&B mode before the tracker starts (main process), so a run never hangs on a login
+    prompt.
 
-    ``WANDB_MODE`` wins when set (``online``, ``offline``, ``disabled``). Without it, an API key
-    (``WANDB_API_KEY`` or ``~/.netrc``) means online; no key means offline, and the user is told.
+    ``WANDB_MODE`` wins when set (``online``, ``offline``, ``disabled``). Without it, credentials wandb
+    finds (:func:`wandb_logged_in`) mean online; none means offline, and the user is told.
 
     Returns:
         The mode, or None when W&B is not the tracker.
@@ -165,11 +166,11 @@ def prepare_wandb(report_to: str) -> str | None:
     mode = os.environ.get("WANDB_MODE")
     if mode:
         return mode
-    if os.environ.get("WANDB_API_KEY") or _netrc_has_wandb():
+    if wandb_logged_in():
         return "online"
     os.environ["WANDB_MODE"] = "offline"
     logger.warning(
-        "W&B: no API key found and WANDB_MODE is not set, so this run logs OFFLINE (upload it later with `wandb sync <run dir>/wandb/offline-run-*`)"
+        "W&B: no credentials found (WANDB_API_KEY, `wandb login`) and WANDB_MODE is not set, so this run logs OFFLINE (upload it later with `wandb sync <run dir>/wandb/offline-run-*`)"
     )
     return "offline"
 
@@ -184,7 +185,8 @@ def start_tracking(
     group: str | None = None,
     tags: list[str] | None = None,
 ) -> None:
-    """Start the run's tracker through accelerate (no-op with ``--report_to none``).
+    """Start the run's tracker through accelerate (no-op with ``--report_to none``), in W&B's offline
+    mode when wandb has no credentials (:func:`prepare_wandb`).
 
     Args:
         accelerator: The ``Accelerator`` (built with ``log_with=log_args.report_to``).
@@ -196,6 +198,8 @@ def start_tracking(
     """
     if log_args.report_to == "none":
         return
+    if accelerator.is_main_process:  # the tracker runs there only; its notice is printed once
+        prepare_wandb(log_args.report_to)
     init = {
         "name": log_args.run_name or name,
         "group": log_args.run_group or group,

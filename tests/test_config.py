@@ -95,3 +95,105 @@ def test_save_config_round_trip(tmp_path):
     data = yaml.safe_load(Path(path).read_text())
     assert data["train"]["lr"] == 0.5 and data["launch"]["num_processes"] == 2
     assert (tmp_path / "config.json").is_file()
+
+
+# ----------------------------------------------------------------------------------------------------
+# YAML values pass the same parsing and validation as flags (issue #24)
+
+
+def _parse(tmp_path, yaml_text: str | None = None, argv: tuple[str, ...] = (), **kw):
+    from skinacc.arguments import parse_config
+
+    args = list(argv)
+    if yaml_text is not None:
+        p = tmp_path / "recipe.yaml"
+        p.write_text(yaml_text)
+        args = ["--config", str(p), *args]
+    return parse_config(TYPES, args, **kw)
+
+
+def _choice_fields() -> list[str]:
+    from skinacc.arguments import ConfigArgumentParser
+
+    return sorted({a.dest for a in ConfigArgumentParser(TYPES)._actions if a.choices})
+
+
+def test_every_field_with_choices_is_found():
+    assert {"scheduler", "sampler", "class_weighting", "select_epoch", "auto_augment", "tta"} <= set(
+        _choice_fields()
+    )
+
+
+@pytest.mark.parametrize("name", _choice_fields())
+def test_a_bad_choice_is_refused_from_yaml_as_from_a_flag(tmp_path, name):
+    with pytest.raises(ConfigError) as e:
+        _parse(tmp_path, f"{name}: not_a_choice\n")
+    msg = str(e.value)
+    assert (
+        str(tmp_path / "recipe.yaml") in msg and f"{name}: invalid choice: 'not_a_choice' (choose from" in msg
+    )
+    with pytest.raises(ConfigError, match=f"argument --{name}(/--[a-z-]+)?: invalid choice: 'not_a_choice'"):
+        _parse(tmp_path, argv=(f"--{name}", "not_a_choice"))
+
+
+def test_yaml_values_are_converted_as_flags_are(tmp_path):
+    d, m, t, log = _parse(tmp_path, "tags: x\nlr: 1e-3\nmean: [0.5, 0.4, 0.3]\npretrained: false\n")
+    assert log.tags == ["x"], "a single tag, not a list of characters"
+    assert t.lr == 0.001 and isinstance(t.lr, float), (
+        "YAML reads 1e-3 as a string; the flag's float() reads it"
+    )
+    assert d.mean == [0.5, 0.4, 0.3] and m.pretrained is False
+    with pytest.raises(ConfigError, match=r"--mean=\[0.5\]: must be three numbers"):
+        _parse(tmp_path, "mean: 0.5\n")  # a traceback before
+    with pytest.raises(ConfigError, match="lr: expected one value, got a list"):
+        _parse(tmp_path, "train:\n  lr: [0.1, 0.2]\n")
+    with pytest.raises(ConfigError, match="epochs: invalid int value: 'ten'"):
+        _parse(tmp_path, "epochs: ten\n")
+    with pytest.raises(ConfigError, match="epochs: null is not allowed"):
+        _parse(tmp_path, "epochs: null\n")
+
+
+def test_every_yaml_problem_is_reported_at_once(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        _parse(tmp_path, "scheduler: cosinee\nsampler: balancd\nepochs: ten\n")
+    assert all(k in str(e.value) for k in ("scheduler:", "sampler:", "epochs:"))
+
+
+def test_defaults_then_yaml_then_flags(tmp_path):
+    defaults = {"lr": 0.1, "eval_image_size": 192}
+    assert _parse(tmp_path, defaults=defaults)[2].lr == 0.1
+    assert _parse(tmp_path, "lr: 0.2\n", defaults=defaults)[2].lr == 0.2
+    assert _parse(tmp_path, "lr: 0.2\n", ("--lr", "0.3"), defaults=defaults)[2].lr == 0.3
+    # null in YAML overrides a default with None, as leaving a flag out cannot
+    assert _parse(tmp_path, "eval_image_size: null\n", defaults=defaults)[0].eval_image_size is None
+    # defaults may depend on what the user gave (evaluate.py: the run's data options unless a source is named)
+    seen = []
+    _parse(
+        tmp_path,
+        argv=("--data-dir", str(tmp_path)),
+        defaults=lambda first: seen.append(first[0].data_dir) or {},
+    )
+    assert seen == [str(tmp_path)]
+
+
+def test_no_abbreviations_and_both_spellings(tmp_path):
+    with pytest.raises(ConfigError, match="unknown argument.*--conf"):
+        _parse(tmp_path, argv=("--conf", str(tmp_path / "x.yaml")))  # argparse took it for --config, silently
+    with pytest.raises(ConfigError, match="unknown argument.*--epoch 3"):
+        _parse(tmp_path, argv=("--epoch", "3"))
+    dashed = _parse(tmp_path, argv=("--data-dir", str(tmp_path), "--select-epoch", "last", "--no-pretrained"))
+    under = _parse(tmp_path, argv=("--data_dir", str(tmp_path), "--select_epoch", "last", "--no_pretrained"))
+    assert dashed == under
+    assert _parse(tmp_path, f"data-dir: {tmp_path}\nselect-epoch: last\npretrained: false\n") == under
+
+
+def test_the_recipe_prints_one_line_and_exits_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "recipes"))
+    from _cli import parse_args
+
+    (tmp_path / "r.yaml").write_text("scheduler: cosinee\n")
+    with pytest.raises(SystemExit) as e:
+        parse_args(TYPES, ["--config", str(tmp_path / "r.yaml")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "error: Invalid configuration" in err and "scheduler: invalid choice" in err
+    assert "Traceback" not in err

@@ -177,8 +177,9 @@ def test_evaluate_an_external_labelled_folder(trained_run, tmp_path):
     for c in names[1:]:  # lacks the model's first class, so folder ids and model ids differ
         shutil.copytree(root / c, clinic / c)
     n = sum(1 for _ in clinic.rglob("*.jpg"))
+    # The dashed spelling --help offers: an external source as well (it re-split it as the run's own data)
     proc = run_recipe(
-        "evaluate.py", ["--model", str(trained_run), "--data_dir", str(clinic), "--num_workers", "0"]
+        "evaluate.py", ["--model", str(trained_run), "--data-dir", str(clinic), "--num_workers", "0"]
     )
     out = trained_run / "eval_clinic"
     m = json.loads((out / "metrics.json").read_text())

@@ -324,3 +324,100 @@ def test_app_in_headless_chromium(trained_run, bad_files, tmp_path):
         app.terminate()
         app.wait(30)
         log.close()
+
+
+# ----------------------------------------------------------------------------------------------------
+# The demo under load: memory stays flat (issue #24)
+
+
+@pytest.fixture(scope="module")
+def served_model(tmp_path_factory) -> tuple[Path, list[Path]]:
+    """An untrained 8-class test model served at 160 px with dihedral TTA (what a deployed model does
+    per request, in less time), and a few dermoscopy-sized JPEGs."""
+    from skinacc.data import resolve_data_config
+    from skinacc.hub import save_timm_folder
+
+    d = tmp_path_factory.mktemp("served")
+    torch.manual_seed(0)
+    model = timm.create_model("test_efficientnet", pretrained=False, num_classes=8).eval()
+    save_timm_folder(
+        model, d / "model", [f"class_{i}" for i in range(8)], resolve_data_config(model, 160),
+        inference={"tta": "dihedral", "temperature": 1.0},
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(10):
+        images.append(d / f"photo_{i}.jpg")
+        Image.fromarray(rng.integers(0, 255, (450, 600, 3), dtype=np.uint8)).save(images[-1], quality=90)
+    return d / "model", images
+
+
+def test_the_demo_runs_the_model_on_one_thread_whoever_calls(served_model):
+    """A web server answers requests on many threads; each thread that ran the model grew its own
+    allocator arena and OpenMP team, so the demo's memory rose with every Grad-CAM request."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from skinacc.demo import ImageClassifier
+    from skinacc.hub import load_model
+
+    folder, images = served_model
+    clf = ImageClassifier(load_model(str(folder)))
+    ran_on = set()
+    hook = clf.model.register_forward_hook(lambda *a: ran_on.add(threading.get_ident()))
+    callers = set()
+
+    def call(path):
+        callers.add(threading.get_ident())
+        return clf(path)
+
+    with ThreadPoolExecutor(8) as pool:
+        preds = list(pool.map(call, images * 2))
+    hook.remove()
+    clf.close()
+    assert all(p.error is None and p.overlay is not None for p in preds)
+    assert len(callers) > 1 and len(ran_on) == 1 and not ran_on & callers
+
+
+@pytest.mark.slow
+def test_the_served_demo_keeps_flat_memory_over_hundreds_of_explanations(served_model):
+    """recipes/app.py behind Gradio, 400 uploads with Grad-CAM, 25 at a time, as `gradio_client` sends
+    them. Its resident memory grew ~80 MB between uploads 100 and 400 before the fix (about +1 MB per
+    request with a Lite0 model), ~20 MB after. Also: the port comes from GRADIO_SERVER_PORT."""
+    import psutil
+    from gradio_client import Client, handle_file
+
+    folder, images = served_model
+    port = _free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SERVER_PORT": str(port)}
+    app = subprocess.Popen(
+        [sys.executable, str(REPO / "recipes" / "app.py"), "--model", str(folder), "--device", "cpu"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 240
+        while True:
+            try:
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+                break
+            except Exception:
+                assert app.poll() is None, "the app exited"
+                assert time.time() < deadline, f"no app on GRADIO_SERVER_PORT={port} after 240 s"
+                time.sleep(1)
+
+        def classify(i: int) -> str:
+            return client.predict(handle_file(str(images[i % len(images)])), api_name="/classify")[0]
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        rss = []
+        with ThreadPoolExecutor(25) as pool:
+            for wave in range(8):
+                texts = list(pool.map(classify, range(50 * wave, 50 * wave + 50)))
+                assert all(t.startswith("Top-1") and "Grad-CAM" in t for t in texts), texts[0]
+                rss.append(psutil.Process(app.pid).memory_info().rss / 1e6)
+    finally:
+        app.terminate()
+        app.wait(30)
+    growth = rss[-1] - rss[1]  # after 100 uploads (warm) to after 400
+    assert growth < 50, f"resident memory after each 50 uploads (MB): {[round(r) for r in rss]}"

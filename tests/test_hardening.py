@@ -1,15 +1,12 @@
 """What careful users hit: tampered checkpoints, reused and shared output folders, signals, bad images,
 and the conventions other clients expect (issue #11)."""
 
-import contextlib
 import json
 import os
 import pickle
-import signal
 import struct
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from PIL import Image
 from skinacc.checkpoint import Checkpointer, CheckpointError, list_checkpoints
 from skinacc.rundir import OutputDirError, RunLock, claim_output_dir, output_dir_problem
 
-from .conftest import ACCELERATE, REPO, TINY, run_recipe
+from .conftest import REPO, TINY, run_recipe
 
 # ----------------------------------------------------------------------------------------------------
 # Checkpoints hold plain data only
@@ -213,83 +210,6 @@ def test_fresh_run_into_used_dir_and_overwrite_end_to_end(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Stopping
-
-
-def _children(pid: int) -> list[int]:
-    import psutil
-
-    try:
-        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _wait_gone(pids: list[int], timeout: float) -> list[int]:
-    import psutil
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        alive = [
-            p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-        ]
-        if not alive:
-            return []
-        time.sleep(0.2)
-    return alive
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("how", ["sigterm_launcher", "sigkill_launcher_2proc"])
-def test_training_stops_with_its_launcher_and_saves_on_sigterm(tmp_path, how):
-    out = tmp_path / how
-    two = how.endswith("2proc")
-    cfg = "cpu_2proc.yaml" if two else "cpu.yaml"
-    extra = ["--mixed_precision", "no"] if two else []
-    cmd = [ACCELERATE, "launch", "--config_file", str(REPO / "accelerate_configs" / cfg), *extra]
-    cmd += [str(REPO / "recipes" / "train.py"), *TINY, "--epochs", "200", "--output_dir", str(out)]
-    cmd += ["--batch_size", "4", "--eval_test", "false", "--early_stopping_patience", "0"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **({"ACCELERATE_USE_CPU": "1"} if two else {})}
-    launcher = subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and not list_checkpoints(out / "checkpoints"):
-            assert launcher.poll() is None, launcher.stdout.read()
-            time.sleep(0.2)
-        workers = _children(launcher.pid)
-        assert workers, "training processes found"
-        os.kill(launcher.pid, signal.SIGTERM if how == "sigterm_launcher" else signal.SIGKILL)
-        assert _wait_gone(workers, 90) == [], "every training process ends with its launcher"
-    finally:
-        for p in [launcher.pid, *_children(launcher.pid)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, signal.SIGKILL)
-        launcher.wait()
-    text = launcher.stdout.read()
-    last = list_checkpoints(out / "checkpoints")[-1]
-    manifest = json.loads((last / "skinacc_checkpoint.json").read_text())
-    if how == "sigterm_launcher":
-        assert "SIGTERM received" in text and "continue with --resume_from_checkpoint latest" in text
-    assert manifest["batch_in_epoch"] > 0 or manifest["epoch"] > 0
-    # The run continues from where it stopped.
-    resumed = run_recipe(
-        "train.py",
-        [*TINY, "--epochs", str(manifest["epoch"] + 1), "--output_dir", str(out), "--batch_size", "4",
-         "--eval_test", "false", "--early_stopping_patience", "0", "--resume_from_checkpoint", "latest"],
-        **({"config": "cpu_2proc.yaml", "env": {"ACCELERATE_USE_CPU": "1"}, "extra_launch": ["--mixed_precision", "no"]} if two else {}),
-    )  # fmt: skip
-    assert f"step {manifest['global_step']}" in resumed.stdout
-
-
-# ----------------------------------------------------------------------------------------------------
 # Images that are not what they claim
 
 
@@ -378,3 +298,161 @@ def test_quiet_launch_shows_only_the_message(tmp_path):
     assert proc.returncode != 0 and "error:" in proc.stderr and "--lr=-1.0" in proc.stderr
     assert "Traceback" not in proc.stderr and "CalledProcessError" not in proc.stderr
     assert "had defaults used instead" not in proc.stderr, "no accelerate warning on the documented path"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Conventions users bring (issue #24)
+
+WANDB_MODE_OF_THIS_PROCESS = "import os; from skinacc.tracking import prepare_wandb; print(prepare_wandb('wandb'), os.environ.get('WANDB_MODE'))"
+
+
+@pytest.mark.parametrize("where", ["netrc_self_hosted", "home_netrc", "none"])
+def test_wandb_credentials_are_asked_of_wandb(tmp_path, where):
+    """A key stored by `wandb login` in $NETRC for a self-hosted server (WANDB_BASE_URL), or in ~/.netrc
+    for the public one, means online; the old check only knew WANDB_API_KEY and api.wandb.ai's netrc."""
+    import subprocess
+    import sys
+
+    key = "k" * 40
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "NETRC"))}
+    # No prompt and no server round trip: WANDB_SILENT skips the "logged in as" lookup.
+    env |= {"HOME": str(tmp_path), "WANDB_CONFIG_DIR": str(tmp_path / "cfg"), "WANDB_SILENT": "true"}
+    if where == "netrc_self_hosted":
+        (tmp_path / "auth").write_text(f"machine wandb.example.org\n  login user\n  password {key}\n")
+        env |= {"NETRC": str(tmp_path / "auth"), "WANDB_BASE_URL": "https://wandb.example.org"}
+    elif where == "home_netrc":
+        (tmp_path / ".netrc").write_text(f"machine api.wandb.ai\n  login user\n  password {key}\n")
+    for f in tmp_path.glob("*netrc*"):
+        f.chmod(0o600)
+    proc = subprocess.run(
+        [sys.executable, "-c", WANDB_MODE_OF_THIS_PROCESS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    want = "offline offline" if where == "none" else "online None"
+    assert proc.stdout.strip().splitlines()[-1] == want, proc.stdout + proc.stderr
+
+
+ONE_RANK = """
+import logging, sys, warnings
+from skinacc.console import setup_logging
+setup_logging(is_main_process=sys.argv[1] == "main")
+logging.getLogger("skinacc.x").warning("a skinacc warning")
+warnings.warn("a library warning")
+logging.getLogger("skinacc.x").error("an error")
+"""
+
+
+def test_warnings_print_once_per_job_not_once_per_rank():
+    def run(rank: str) -> str:
+        proc = subprocess.run([sys.executable, "-c", ONE_RANK, rank], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stderr
+
+    main, other = run("main"), run("other")
+    assert "a skinacc warning" in main and "a library warning" in main and "an error" in main
+    assert "a skinacc warning" not in other and "a library warning" not in other and "an error" in other
+
+
+def test_the_tracker_notice_comes_from_the_main_process_only(monkeypatch):
+    """prepare_wandb ran on every rank before the accelerator existed: one 'logs OFFLINE' per GPU."""
+    from types import SimpleNamespace
+
+    import skinacc.tracking as tracking
+
+    calls = []
+    monkeypatch.setattr(tracking, "prepare_wandb", lambda report_to: calls.append(report_to))
+    log_args = SimpleNamespace(report_to="wandb", run_name=None, run_group=None, tags=None, project="p")
+    for main in (False, True):
+        acc = SimpleNamespace(is_main_process=main, init_trackers=lambda *a, **k: None)
+        tracking.start_tracking(acc, log_args, {}, "out", "train")
+    assert calls == ["wandb"]
+
+
+def test_tqdm_disable_is_honoured(capsys, monkeypatch):
+    """skinacc's bars passed disable= explicitly (to show them on the main process only), which beat
+    tqdm's own TQDM_DISABLE."""
+    from accelerate import Accelerator
+
+    from skinacc.data import BatchNormalizer, resolve_data_config
+    from skinacc.engine import evaluate
+
+    acc = Accelerator(cpu=True)
+    cfg = resolve_data_config(None, image_size=8)
+    batches = [
+        {"pixel_values": torch.zeros(2, 3, 8, 8, dtype=torch.uint8), "labels": torch.tensor([0, 1]), "sample_id": torch.tensor([2 * i, 2 * i + 1])}
+        for i in range(3)
+    ]  # fmt: skip
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
+
+    def run() -> str:
+        capsys.readouterr()
+        evaluate(acc, model, batches, BatchNormalizer(cfg, acc.device), desc="bar-under-test")
+        return capsys.readouterr().err
+
+    assert "bar-under-test" in run()
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert "bar-under-test" not in run()
+    from skinacc.console import disable_progress_bars
+
+    monkeypatch.delenv("TQDM_DISABLE")
+    disable_progress_bars()  # what --disable_tqdm does
+    assert os.environ["TQDM_DISABLE"] == "1" and "bar-under-test" not in run()
+
+
+PIL_LIMIT = """
+import PIL.Image
+before = PIL.Image.MAX_IMAGE_PIXELS
+import skinacc, skinacc.data, skinacc.demo, skinacc.inference, skinacc.data.images
+assert PIL.Image.MAX_IMAGE_PIXELS == before, (before, PIL.Image.MAX_IMAGE_PIXELS)
+print(before)
+"""
+
+
+def test_importing_skinacc_leaves_pils_pixel_limit_alone(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", PIL_LIMIT], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    import warnings
+
+    from skinacc.data.images import MAX_IMAGE_PIXELS, open_image
+
+    big = tmp_path / "big.png"  # 13,000 x 13,000: over PIL's default (89 MP), under skinacc's 200 MP
+    _png_bomb(big, side=13_000)
+    before = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        assert open_image(big).size == (13_000, 13_000), "skinacc's own reads use its own limit"
+        with pytest.raises(Image.DecompressionBombWarning):
+            Image.open(big)  # everyone else keeps PIL's
+    assert before == Image.MAX_IMAGE_PIXELS and MAX_IMAGE_PIXELS == 200_000_000
+    _png_bomb(tmp_path / "huge.png")  # 900 MP: refused by skinacc too
+    with pytest.raises(Image.DecompressionBombError):
+        open_image(tmp_path / "huge.png")
+
+
+def test_summary_reports_the_models_epoch_and_the_best_epoch_each_with_its_value():
+    from skinacc.callbacks import selection_summary
+    from skinacc.tracking import format_epoch_line
+
+    hist = [
+        {"epoch": e, "val_balanced_accuracy": v, "is_best": b}
+        for e, v, b in ((1, 0.50, True), (2, 0.63, True), (3, 0.58, False))
+    ]
+    last = selection_summary(hist, "balanced_accuracy", "last", best_epoch=2)
+    assert last == {
+        "model_epoch": 3,
+        "model_balanced_accuracy": 0.58,
+        "best_epoch": 2,
+        "best_balanced_accuracy": 0.63,
+    }
+    best = selection_summary(hist, "balanced_accuracy", "best", best_epoch=2)
+    assert best["model_epoch"] == best["best_epoch"] == 2 and best["model_balanced_accuracy"] == 0.63
+    final = selection_summary([{"epoch": 1}, {"epoch": 2}], "val_loss", "best", best_epoch=None)
+    assert final == {"model_epoch": 2, "model_val_loss": None, "best_epoch": None, "best_val_loss": None}
+    line = dict.fromkeys(("train_loss", "train_accuracy", "lr", "images_per_sec", "data_wait_pct"), 0.0)
+    line |= {"epoch": 3, "epoch_seconds": 1.0, "peak_mem_mb": 1.0, "is_model": True}
+    assert not format_epoch_line(line | {"is_best": False}, 3).endswith("best"), "kept, not best"
+    assert format_epoch_line(line | {"is_best": True}, 3).endswith("| best")

@@ -250,7 +250,9 @@ def test_model_card_is_a_hub_card_with_licence_from_options(trained_run, tmp_pat
     m = json.loads((trained_run / "eval_test" / "metrics.json").read_text())
     assert results["balanced_accuracy"] == pytest.approx(m["balanced_accuracy"])
     summary = json.loads((trained_run / "summary.json").read_text())
-    assert f"| best epoch | {summary['best_epoch']} |" in card.text, "1-based, as everywhere else"
+    assert f"| epoch of the model | {summary['model_epoch']} |" in card.text, "1-based, as everywhere else"
+    assert summary["model_epoch"] == summary["best_epoch"], "--select_epoch best: one epoch, one line"
+    assert "best validation" not in card.text
     sizes = json.loads((trained_run / "data_report.json").read_text())["split_sizes"]
     assert f"{sizes['train']} / {sizes['validation']} / {sizes['test']}" in card.text
     unset = ModelCard.load(export_for_hub(trained_run, tmp_path / "b") / "README.md")

@@ -524,7 +524,15 @@ def test_recipe_options_under_two_processes_with_calibration(tmp_path):
     assert metrics["temperature"] == t and metrics["tta"] == "dihedral"
     assert "calibration on validation" in proc.stdout and "temperature" in proc.stdout
     # --select_epoch last: every epoch's weights replace best/, the last one is tested and exported
-    assert all(r["is_best"] for r in hist) and summary["best_epoch"] == 2 == metrics["best_epoch"]
+    assert all(r["is_model"] for r in hist) and summary["model_epoch"] == 2 == metrics["model_epoch"]
+    # ... while the best epoch on --select_metric (balanced accuracy) is reported as itself, with its value
+    scores = [r["val_balanced_accuracy"] for r in hist]
+    best = 1 + max(range(len(scores)), key=lambda i: (scores[i], -i))
+    assert summary["best_epoch"] == best and summary["best_balanced_accuracy"] == scores[best - 1]
+    assert summary["model_balanced_accuracy"] == scores[-1]
+    assert [r["is_best"] for r in hist] == [
+        scores[i] > max(scores[:i], default=-1) for i in range(len(scores))
+    ]
     assert json.loads((out / "best" / "skinacc.json").read_text())["epoch"] == 2
     assert "test split, model of epoch 2 (--select_epoch last" in proc.stdout
     # --eval_image_size: trained at 48 px, validated, tested and exported at 56 (the crop ratio kept);
@@ -558,10 +566,11 @@ def test_final_fit_trains_on_train_and_validation(tmp_path):
     resolved = json.loads((out / "run_config.json").read_text())["resolved"]
     assert resolved["train_images"] == sizes["train"] + sizes["validation"]
     hist = _history(out)
-    assert len(hist) == 2 and all("val_loss" not in r and r["is_best"] for r in hist)
+    assert len(hist) == 2 and all("val_loss" not in r and r["is_model"] and not r["is_best"] for r in hist)
     assert json.loads((out / "best" / "skinacc.json").read_text())["epoch"] == 2, "the last epoch is kept"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["final_fit"] is True and summary["best_epoch"] == 2 and summary["test_images"] > 0
+    assert summary["final_fit"] is True and summary["model_epoch"] == 2 and summary["best_epoch"] is None
+    assert summary["test_images"] > 0
     assert [r["epoch"] for r in hist] == [1, 2], "epochs numbered from 1"
     bad = run_recipe("train.py", [*TINY, "--final_fit", "--output_dir", str(tmp_path / "x")], check=False)
     assert (

@@ -8,20 +8,39 @@ verification used when a dataset is loaded; it says why a file cannot be used.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "check_image", "load_rgb", "open_image", "to_rgb"]
+__all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "check_image", "load_rgb", "open_image", "to_rgb"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jfif"})
 
-# Decompression bombs are refused by PIL above this many pixels; dermoscopy images are far below it.
-Image.MAX_IMAGE_PIXELS = 200_000_000
+#: skinacc's own reads warn above this many pixels and refuse twice as many (PIL's decompression-bomb
+#: check; PIL's default is ~89 MP). Dermoscopy images are far below it. It is applied around skinacc's
+#: own opens only: importing skinacc leaves ``PIL.Image.MAX_IMAGE_PIXELS`` as it was for other code.
+MAX_IMAGE_PIXELS = 200_000_000
+_PIXEL_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pixel_limit() -> Iterator[None]:
+    # PIL reads its module-level limit when it opens a file; the lock keeps concurrent skinacc opens
+    # from restoring each other's value instead of the caller's.
+    with _PIXEL_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def open_image(src: Any) -> Image.Image:
@@ -31,10 +50,11 @@ def open_image(src: Any) -> Image.Image:
     if isinstance(src, dict):
         src = src.get("bytes") or src.get("path")
     if isinstance(src, bytes | bytearray):
-        return Image.open(io.BytesIO(src))
-    if isinstance(src, str | os.PathLike):
+        src = io.BytesIO(src)
+    elif not isinstance(src, str | os.PathLike):
+        raise TypeError(f"cannot open an image from {type(src).__name__}")
+    with _pixel_limit():
         return Image.open(src)
-    raise TypeError(f"cannot open an image from {type(src).__name__}")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from skinacc.data.transforms import ImageTransform
+from skinacc.stopping import worker_shield
 
 __all__ = [
     "BalancedSampler",
@@ -160,5 +161,7 @@ def build_dataloader(
         drop_last=(train and len(dataset) > batch_size) if drop_last is None else drop_last,
         collate_fn=collate_skin,
         generator=gen,
+        # Workers leave stop signals to the training process (a launcher signals the whole tree).
+        worker_init_fn=worker_shield() if num_workers > 0 else None,
         **kwargs,
     )

@@ -31,6 +31,7 @@ from skinacc.data.images import IMAGE_EXTENSIONS, check_image
 from skinacc.data.loaders import default_num_workers
 from skinacc.data.splits import split_indices, stratified_split
 from skinacc.data.synthetic import SyntheticSpec, generate_synthetic_dataset
+from skinacc.stopping import worker_shield
 
 __all__ = ["BadFile", "DataReport", "SkinData", "load_skin_dataset", "paths_of", "scan_image_folder"]
 
@@ -271,7 +272,7 @@ def verify_files(
     if todo:
         jobs = [(paths[i], level) for i in todo]
         if workers > 1 and len(jobs) > 256:
-            with ProcessPoolExecutor(max_workers=workers) as ex:
+            with ProcessPoolExecutor(max_workers=workers, initializer=worker_shield()) as ex:
                 found = list(ex.map(_check_one, jobs, chunksize=64))
         else:
             found = [_check_one(j) for j in jobs]

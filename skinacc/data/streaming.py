@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from skinacc.data.transforms import ImageTransform
+from skinacc.stopping import shield_worker
 
 __all__ = [
     "SHARDS_META",
@@ -365,15 +366,12 @@ def ordered_map(
             pool.terminate()
 
 
-def _worker_init() -> None:
-    import signal
-
+def _worker_init(owner: int) -> None:
     # Decoding workers use one thread each (as DataLoader workers do): the pool has the cores.
     torch.set_num_threads(1)
-    # Forked from a training process: drop its SIGTERM handler (a stop request is the main process's
-    # business; the pool ends its workers with SIGTERM) and leave Ctrl+C to the main process.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A stop request is the training process's business: the worker ignores Ctrl+C and any SIGTERM
+    # that does not come from its owner (the pool ends its workers with SIGTERM), and dies with it.
+    shield_worker(owner)
 
 
 def make_pool(workers: int, transform: ImageTransform | None = None):
@@ -383,10 +381,11 @@ def make_pool(workers: int, transform: ImageTransform | None = None):
     import multiprocessing as mp
 
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    owner = os.getpid()
     if transform is None:
-        pool = ctx.Pool(workers, initializer=_worker_init)
+        pool = ctx.Pool(workers, initializer=_worker_init, initargs=(owner,))
     else:
-        pool = ctx.Pool(workers, initializer=_worker_init_transform, initargs=(transform,))
+        pool = ctx.Pool(workers, initializer=_worker_init_transform, initargs=(owner, transform))
     # Ended before the interpreter tears modules down (a pool collected later complains on stderr).
     atexit.register(pool.terminate)
     return pool
@@ -396,9 +395,9 @@ def make_pool(workers: int, transform: ImageTransform | None = None):
 _WORKER_TRANSFORM: ImageTransform | None = None
 
 
-def _worker_init_transform(transform: ImageTransform) -> None:
+def _worker_init_transform(owner: int, transform: ImageTransform) -> None:
     global _WORKER_TRANSFORM
-    _worker_init()
+    _worker_init(owner)
     _WORKER_TRANSFORM = transform
 
 
