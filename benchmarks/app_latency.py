@@ -4,7 +4,7 @@ through the app's own function and through HTTP (Gradio's API, as a browser or `
     python benchmarks/app_latency.py --model outputs/isic8 --images ../shared/data/isic8-dermoscopy \
         --out benchmarks/results/app_latency
 
-Each row builds the page of ``recipes/app.py`` (``make_demo``) for the model with ``--explain`` on or off;
+Each row builds the page of ``skinacc app`` (``skinacc.demo.make_demo``) for the model with ``--explain`` on or off;
 the function rows call its handler (file -> checks, decode, resize and crop, TTA forward passes, and
 Grad-CAM's forward and backward), the HTTP rows launch it on localhost and call ``/classify`` with
 ``gradio_client`` (adds the upload, queueing and JSON/image encoding). Requests cycle over the first N
@@ -25,13 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "recipes"))
-sys.path.insert(0, str(REPO))
-
-from app import AppArguments, make_demo  # noqa: E402
-
-from skinacc.inference import collect_images  # noqa: E402
+from skinacc.config.inference import AppArguments
+from skinacc.demo import make_demo
+from skinacc.inference import collect_images
 
 
 def _free_port() -> int:
@@ -99,7 +95,7 @@ def main() -> None:
     rows = measure(args.model, images, args.requests, not args.no_http, args.tta)
     for r in rows:
         print(json.dumps(r))
-    from skinacc.hub import load_model
+    from skinacc.artifact import load_model
 
     m = load_model(args.model)
     res = {

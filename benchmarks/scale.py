@@ -119,8 +119,8 @@ def loaders(work: Path, factor: int, batches: int, batch_size: int, workers_list
 
     from skinacc.config import DataArguments
     from skinacc.data import ImageTransform, build_dataloader, set_transforms
+    from skinacc.data.data_config import DataConfig
     from skinacc.data.streaming import StreamingLoader, load_streaming
-    from skinacc.data.transforms import DataConfig
 
     out = work / f"shards_x{factor}"
     cfg = DataConfig(image_size=224, resize_size=256)
@@ -255,8 +255,8 @@ def tiny_model(work: Path, size: int) -> Path:
     prediction speed then measures reading and decoding, not the network."""
     import timm
 
+    from skinacc.artifact import save_timm_folder
     from skinacc.data import resolve_data_config
-    from skinacc.hub import save_timm_folder
 
     folder = work / f"tiny_model_{size}"
     if (folder / "model.safetensors").is_file():

@@ -22,13 +22,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from skinacc.calibration import probs_from_logits, tta_views
+from skinacc.artifact import LoadedModel
 from skinacc.data.images import open_image
-from skinacc.data.transforms import BatchNormalizer
-from skinacc.hub import LoadedModel, read_model_card
 from skinacc.inference import preprocess
+from skinacc.model_card import read_model_card
+from skinacc.predictor import Predictor
 
-__all__ = ["NOT_A_MEDICAL_DEVICE", "ImageClassifier", "Prediction", "build_demo", "intended_use"]
+__all__ = [
+    "NOT_A_MEDICAL_DEVICE",
+    "ImageClassifier",
+    "Prediction",
+    "build_demo",
+    "intended_use",
+    "make_demo",
+    "serve",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +102,7 @@ class ImageClassifier:
         self.temperature = temperature or loaded.temperature
         self.max_pixels, self.max_bytes = max_pixels, max_bytes
         self.device = next(self.model.parameters()).device
-        self._norm = BatchNormalizer(loaded.data_cfg, self.device)
+        self.predictor = Predictor.from_loaded(loaded, tta=self.tta, temperature=self.temperature)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skinacc-classifier")
         self.explainer = None
         if explain:
@@ -159,9 +167,7 @@ class ImageClassifier:
                 error=f"`{Path(path).name}` could not be decoded ({_short(bad[0])}): the file is damaged "
                 f"or incomplete. Upload a {ACCEPTED}."
             )
-        x = self._norm(pixels)
-        logits = torch.stack([self.model(v).float() for v in tta_views(x, self.tta)], 1)
-        probs = probs_from_logits(logits.cpu(), self.temperature)[0]
+        probs = self.predictor(pixels)[0]
         order = np.argsort(-probs)[: self.top_k]
         top = [(self.labels[i], float(probs[i])) for i in order]
         view = pixels[0].permute(1, 2, 0).numpy()
@@ -273,3 +279,39 @@ def build_demo(
         upload.change(classify, inputs=[upload], outputs=[status, top, picture], api_name="classify")
     demo.skinacc_handler = classify
     return demo
+
+
+def make_demo(args):
+    """The page for ``args`` (an :class:`skinacc.config.inference.AppArguments`), and its examples."""
+    from skinacc.artifact import load_model
+    from skinacc.inference import collect_images
+
+    loaded = load_model(args.model, args.device)
+    classifier = ImageClassifier(
+        loaded,
+        top_k=args.top_k,
+        tta=args.tta,
+        explain=args.explain,
+        cam_layer=args.cam_layer,
+        cam_method=args.cam_method,
+        max_pixels=int(args.max_megapixels * 1e6),
+        max_bytes=int(args.max_file_size_mb * 1e6),
+    )
+    examples = collect_images(args.examples)[: args.max_examples] if args.examples else []
+    return build_demo(classifier, args.model, examples), examples
+
+
+def serve(args) -> None:
+    """Build the page for ``args`` and serve it until interrupted (``skinacc app``)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    demo, examples = make_demo(args)
+    demo.queue(max_size=args.max_queue).launch(
+        # None: Gradio takes GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, else 127.0.0.1:7860.
+        server_name=args.server_name,
+        server_port=args.server_port,
+        share=args.share,
+        # Gradio refuses larger uploads itself, with a message in the page; the classifier re-checks.
+        max_file_size=int(args.max_file_size_mb * 1e6),
+        allowed_paths=sorted({os.path.dirname(os.path.abspath(e)) for e in examples}),
+        ssr_mode=False,
+    )

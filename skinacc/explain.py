@@ -27,7 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from skinacc.data.transforms import BatchNormalizer, DataConfig
+from skinacc.config.inference import CAM_METHODS
+from skinacc.data.data_config import DataConfig
+from skinacc.predictor import Predictor
 
 __all__ = [
     "CAM_METHODS",
@@ -41,14 +43,6 @@ __all__ = [
     "write_case_grids",
 ]
 
-# --cam_method value -> pytorch_grad_cam class name
-CAM_METHODS = {
-    "gradcam": "GradCAM",
-    "gradcam++": "GradCAMPlusPlus",
-    "xgradcam": "XGradCAM",
-    "layercam": "LayerCAM",
-    "eigencam": "EigenCAM",
-}
 
 INSTALL_HINT = 'explanations need the grad-cam package: pip install "skinacc[explain]"'
 
@@ -163,6 +157,8 @@ class Explainer:
         self.data_cfg = data_cfg
         self.temperature = temperature
         self.device = next(model.parameters()).device
+        # The one inference path's normalisation and tempered softmax (single view: the map is of it).
+        self.predictor = Predictor(model, data_cfg, temperature=temperature, device=self.device)
         if layer is None:
             layer = default_cam_layer(model, data_cfg.image_size)
         else:
@@ -176,7 +172,6 @@ class Explainer:
         self.layer = layer
         self.method = method
         self._cam_cls = getattr(cam_lib, CAM_METHODS[method])
-        self._norm = BatchNormalizer(data_cfg, self.device)
 
     def __call__(self, pixels: torch.Tensor, targets: Sequence[int] | None = None) -> CamResult:
         """Maps for a uint8 ``(N, 3, S, S)`` batch.
@@ -187,7 +182,7 @@ class Explainer:
         """
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        x = self._norm(pixels)
+        x = self.predictor.normalize(pixels)
         # grad-cam needs gradients through the model even when the caller runs under no_grad.
         # grad-cam's hooks live only for this call: any other forward pass of the model (predictions,
         # evaluation) would otherwise append its activations to the hooks' lists and hold them.
@@ -203,7 +198,7 @@ class Explainer:
             cam.outputs = None
         chosen = list(targets) if targets is not None else logits.argmax(-1).tolist()
         self.model.zero_grad(set_to_none=True)  # CAM's backward leaves parameter grads; drop them
-        probs = torch.softmax(logits / self.temperature, -1).cpu().numpy()
+        probs = self.predictor.probs(logits)
         return CamResult(np.asarray(cams, dtype=np.float32), [int(t) for t in chosen], probs)
 
 

@@ -1,4 +1,4 @@
-"""Inference: collect image inputs, predict top-k labels in batches, export to ONNX and check it.
+"""Inference over image files: collect inputs, decode them a few batches ahead, predict top-k labels.
 
 Preprocessing is the evaluation transform of training (resize, centre crop, normalise with the
 model's own data config), so predictions match what evaluation measured.
@@ -12,20 +12,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from skinacc.calibration import probs_from_logits, tta_views
 from skinacc.console import progress_bar
+from skinacc.data.data_config import DataConfig
 from skinacc.data.images import IMAGE_EXTENSIONS
-from skinacc.data.transforms import BatchNormalizer, DataConfig, ImageTransform
+from skinacc.data.transforms import ImageTransform
+from skinacc.predictor import Predictor, set_memory_format
 
 __all__ = [
     "collect_images",
-    "export_onnx",
     "iter_predictions",
-    "onnx_max_abs_diff",
     "predict_images",
     "preprocess",
 ]
@@ -111,13 +109,13 @@ def iter_predictions(
         For every batch, one dict per file: ``path``, ``top_k`` (list of ``{"label", "prob"}``), or
         ``error`` if it could not be decoded.
     """
-    from skinacc.data.streaming import ordered_map
+    from skinacc.data.pool import ordered_map
 
     device = torch.device(device)
-    norm = BatchNormalizer(cfg, device, channels_last=channels_last)
-    # Both ways, in place: a model converted by an earlier call must not keep that layout when asked not to.
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=fmt).eval()
+    model = set_memory_format(model.to(device), channels_last).eval()
+    predictor = Predictor(
+        model, cfg, tta=tta, temperature=temperature, device=device, channels_last=channels_last
+    )
     k = min(top_k, len(label_names))
 
     def chunks() -> Iterator[tuple[list[str], DataConfig]]:
@@ -145,8 +143,7 @@ def iter_predictions(
     bar = progress_bar(total=total, desc="predict", show=progress, unit="img", dynamic_ncols=True)
     for chunk, x, bad in decoded():
         if len(x):
-            logits = torch.stack([model(v).float() for v in tta_views(norm(x), tta)], 1)
-            probs = torch.from_numpy(probs_from_logits(logits.cpu(), temperature))
+            probs = torch.from_numpy(predictor(x))
         else:
             probs = torch.empty(0, len(label_names))
         pv, pi = probs.topk(k, dim=-1)
@@ -195,60 +192,3 @@ def predict_images(
         total=len(files), channels_last=channels_last,
     )  # fmt: skip
     return [r for batch in it for r in batch]
-
-
-def export_onnx(
-    model: nn.Module,
-    path: str | os.PathLike,
-    image_size: int,
-    opset: int = 18,
-    metadata: dict[str, Any] | None = None,
-) -> Path:
-    """Export a classifier to ONNX with a dynamic batch axis (input ``pixel_values``, output ``logits``).
-
-    Args:
-        metadata: Written into the model's ``metadata_props`` (non-string values as JSON), so an ONNX
-            consumer finds the label names and preprocessing without the timm folder.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval().cpu()
-    dummy = torch.randn(2, 3, image_size, image_size)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    torch.onnx.export(
-        model,
-        (dummy,),
-        str(path),
-        input_names=["pixel_values"],
-        output_names=["logits"],
-        opset_version=opset,
-        dynamo=True,
-        dynamic_shapes={"x": {0: batch}},
-        external_data=False,
-    )
-    if metadata:
-        import json
-
-        import onnx
-
-        proto = onnx.load(str(path))
-        for k, v in metadata.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
-        onnx.save(proto, str(path))
-    return path
-
-
-def onnx_max_abs_diff(model: nn.Module, onnx_path: str | os.PathLike, x: torch.Tensor) -> dict[str, float]:
-    """Run onnxruntime and PyTorch on the same input; report the largest logit difference."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = sess.run(["logits"], {"pixel_values": x.numpy().astype(np.float32)})[0]
-    with torch.no_grad():
-        ref = model.eval().cpu()(x).numpy()
-    return {
-        "max_abs_diff": float(np.abs(got - ref).max()),
-        "max_abs_logit": float(np.abs(ref).max()),
-        "same_top1": float((got.argmax(1) == ref.argmax(1)).mean()),
-    }

@@ -1,8 +1,10 @@
-"""Summaries of torch.profiler runs: where the time goes, kernel launches, memory, data wait, all-reduce.
+"""Profiling training with torch.profiler: where the time goes, kernel launches, memory, data wait,
+all-reduce.
 
-``recipes/profile_training.py`` profiles a few real training steps through accelerate (``ProfileKwargs``); this
-module turns the profiler's events into plain data (JSON-ready) that ``skinacc.plots`` draws, like the
-seed's operator-time breakdown, launch counts and average kernel durations.
+:func:`profile_training` (``skinacc profile``) profiles a few real training steps of the training run's own
+epoch through accelerate (``ProfileKwargs``); :func:`summarize_profile` turns the profiler's events into
+plain data (JSON-ready) that ``skinacc.plots`` draws, like the seed's operator-time breakdown, launch
+counts and average kernel durations.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-__all__ = ["CATEGORIES", "categorize", "summarize_profile"]
+__all__ = ["CATEGORIES", "categorize", "profile_training", "summarize_profile"]
 
 # Operator-name fragments -> category, checked in order.
 CATEGORIES = (
@@ -157,3 +159,86 @@ def summarize_profile(prof, steps: int, top: int = 25) -> dict[str, Any]:
             key=lambda r: -r["self_memory_mb"],
         )[:top],
     }
+
+
+def profile_training(prof_args, data_args, model_args, args, log_args) -> dict[str, Any]:
+    """``skinacc profile``: a few real training steps of the run these options make, under
+    ``torch.profiler`` through accelerate's ``ProfileKwargs``, summarised and drawn; the summary."""
+    import json
+    from pathlib import Path
+
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProfileKwargs, set_seed
+
+    from skinacc.engine import TrainState
+    from skinacc.plots import plot_profile
+    from skinacc.run.setup import build_training
+    from skinacc.tracking import launch_info, log_artifact, log_images, start_tracking, wandb_run
+
+    out = Path(prof_args.profile_dir)
+    activities = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    handler = ProfileKwargs(
+        activities=activities,
+        profile_memory=True,
+        record_shapes=prof_args.record_shapes,
+        output_trace_dir=str(out),
+    )
+    accelerator = Accelerator(
+        kwargs_handlers=[handler],
+        log_with=None if log_args.report_to == "none" else log_args.report_to,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, non_blocking=True),
+    )
+    set_seed(args.seed)
+    setup = build_training(accelerator, data_args, model_args, args)
+    state = TrainState(world_size=accelerator.num_processes, process_index=accelerator.process_index)
+    need = prof_args.warmup_steps + prof_args.profile_steps
+    if len(setup.plan.train_loader) < need:
+        raise ValueError(
+            f"the training split gives {len(setup.plan.train_loader)} batches per process; --warmup_steps + --profile_steps = {need} (use more data or a smaller --batch_size)"
+        )
+    # The training run's own epoch (skinacc.run.setup.TrainingSetup.train_epoch), first and second part.
+    if prof_args.warmup_steps:
+        setup.train_epoch(state, max_batches=prof_args.warmup_steps, desc="warm-up")
+    with accelerator.profile() as prof:
+        stats = setup.train_epoch(state, max_batches=need, desc="profiled")
+    summary = summarize_profile(prof, prof_args.profile_steps)
+    summary |= {
+        "training": stats,
+        "launch": launch_info(accelerator),
+        "model": model_args.model,
+        "batch_size": args.batch_size,
+        "image_size": setup.data_cfg.image_size,
+        "process_index": accelerator.process_index,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    # accelerate wrote the Chrome trace as profile_<rank>.json; the summaries go beside it.
+    (out / f"summary_{accelerator.process_index}.json").write_text(json.dumps(summary, indent=2))
+    if accelerator.is_main_process:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        plots = plot_profile(summary, out)
+        print(
+            f"profiled {prof_args.profile_steps} steps on {summary['device']}: {stats['images_per_sec']:.1f} img/s, data wait {stats['data_wait_pct']:.1f}%, "
+            f"{summary['kernel_launches_per_step']:.0f} launches/step, all-reduce {summary['all_reduce_ms']:.1f} ms"
+        )
+        for o in summary["operators"][:10]:
+            print(f"  {o['self_ms']:9.2f} ms  {o['calls']:6d}x  {o['category']:<14s} {o['name'][:70]}")
+        print(
+            f"wrote {out}/summary.json, Chrome traces profile_<rank>.json and "
+            + ", ".join(p.name for p in plots)
+        )
+        if log_args.report_to != "none":
+            config = {"profile": vars(prof_args), "model": model_args.model}
+            start_tracking(accelerator, log_args, config, out, "profile")
+            wb = wandb_run(accelerator)
+            log_images(wb, {f"profile/{q.stem}": q for q in plots})
+            files = sorted(out.glob("profile_*.json")) + sorted(out.glob("summary*.json")) + plots
+            log_artifact(
+                wb,
+                files,
+                f"profiler-traces-{wb.id}" if wb else "profiler-traces",
+                "profile",
+                metadata={"steps": prof_args.profile_steps, "device": summary["device"]},
+            )
+    accelerator.end_training()
+    return summary

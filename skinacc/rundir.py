@@ -8,6 +8,7 @@
 - :class:`RunLock`: an exclusive ``flock`` on ``<output_dir>/.skinacc.lock``. The kernel drops it when
   the holder dies, however it dies, so a stale lock never blocks a new run; the file names the holder
   (host, pid, start time) for the message a second run prints.
+- :func:`write_json`, :func:`write_rows`, :func:`write_history`: the run's files, written atomically.
 - :func:`disk_space_guard`: a write that fails because the disk is full becomes one
   :class:`DiskFullError` line saying where, how much the write needed and how much is free.
 """
@@ -15,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import json
 import os
@@ -37,6 +39,9 @@ __all__ = [
     "human_bytes",
     "output_dir_problem",
     "previous_run_files",
+    "write_history",
+    "write_json",
+    "write_rows",
 ]
 
 LOCK_NAME = ".skinacc.lock"
@@ -262,3 +267,37 @@ def claim_output_dir(out: str | os.PathLike, resume: bool, overwrite: bool) -> R
             target = out / name
             shutil.rmtree(target) if target.is_dir() else target.unlink()
     return lock
+
+
+# ----------------------------------------------------------------------------------------------------
+# The run's files, written atomically (main process)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write JSON atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float))
+    os.replace(tmp, path)
+    return path
+
+
+def write_rows(
+    path: str | os.PathLike, rows: list[dict[str, Any]], meta: dict[str, Any] | None = None
+) -> None:
+    """Write result rows as ``<path>.csv`` (union of keys as columns) and ``<path>.json`` (with ``meta``), atomically."""
+    path = Path(path)
+    write_json(path.with_suffix(".json"), rows if meta is None else {"meta": meta, "results": rows})
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    tmp = path.with_name(f".{path.stem}.csv.tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path.with_suffix(".csv"))
+
+
+def write_history(output_dir: str | os.PathLike, history: list[dict[str, Any]]) -> None:
+    """Write the per-epoch history as ``history.json`` and ``history.csv``."""
+    write_rows(Path(output_dir) / "history", history)

@@ -3,7 +3,6 @@ leakage and conflicts, the recipe's files, and --dedupe_groups keeping copies in
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from skinacc.audit import audit_dataset, dihedral, dihedral_hashes, find_duplica
 from skinacc.config import DataArguments
 from skinacc.data import SyntheticSpec, generate_synthetic_dataset, load_skin_dataset
 
-from .conftest import REPO
+from .conftest import REPO, cli
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from audit_injected import transform_copy
@@ -148,12 +147,19 @@ def test_audit_recipe_on_a_folder_and_a_saved_dataset(injected, tmp_path):
     import datasets
 
     out = tmp_path / "audit"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "recipes" / "audit_data.py"), "--data_dir", str(injected["root"]),
-         "--output_dir", str(out), "--embedding_size", "96", "--workers", "2"],
-        capture_output=True, text=True, cwd=REPO,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = cli(
+        "audit",
+        [
+            "--data_dir",
+            str(injected["root"]),
+            "--output_dir",
+            str(out),
+            "--embedding_size",
+            "96",
+            "--workers",
+            "2",
+        ],
+    )
     assert "LEAKAGE" in proc.stdout and "suspect labels" in proc.stdout
     for f in (
         "audit.json",
@@ -173,12 +179,11 @@ def test_audit_recipe_on_a_folder_and_a_saved_dataset(injected, tmp_path):
         features=datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=sorted({f.parent.name for f in files}))}),
     )  # fmt: skip
     ds.save_to_disk(str(tmp_path / "hf"))
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "recipes" / "audit_data.py"), "--dataset_name", str(tmp_path / "hf"),
-         "--output_dir", str(tmp_path / "audit_hf"), "--label_issues", "false", "--test_size", "0.3"],
-        capture_output=True, text=True, cwd=REPO,
+    proc = cli(
+        "audit",
+        ["--dataset_name", str(tmp_path / "hf"), "--output_dir", str(tmp_path / "audit_hf"),
+         "--label_issues", "false", "--test_size", "0.3"],
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
     assert "duplicates:" in proc.stdout
 
 

@@ -10,24 +10,17 @@ from PIL import Image
 
 from skinacc.data import SyntheticSpec, generate_synthetic_dataset
 
-from .conftest import REPO
+from .conftest import REPO, command
 
-pytestmark = pytest.mark.slow
+_COMMAND = {
+    "benchmark_dataloading.py": "benchmark-loading",
+    "benchmark_throughput.py": "benchmark-throughput",
+}
 
 
 def _run(script: str, args: list[str]):
-    import importlib.util
-    import sys
-
-    sys.path.insert(0, str(REPO / "recipes"))
-    try:
-        spec = importlib.util.spec_from_file_location(script.removesuffix(".py"), REPO / "recipes" / script)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod  # dataclasses resolve their annotations through sys.modules
-        spec.loader.exec_module(mod)
-        return mod.main(args)
-    finally:
-        sys.path.remove(str(REPO / "recipes"))
+    """``recipes/<script>`` as the command it is, in this process."""
+    return command(_COMMAND[script], args)
 
 
 def test_benchmark_dataloading_tiny(tmp_path):
@@ -66,7 +59,7 @@ def test_benchmark_dataloading_tiny(tmp_path):
     assert "skipped" in rows[("small", "gpu_decode")] or rows[("small", "gpu_decode")]["images_per_sec"] > 0
     assert (out / "loading.csv").read_text().count("\n") == len(data["results"]) + 1
     assert Image.open(out / "loading.png").size[0] > 400
-    from skinacc.tracking import read_offline_run
+    from skinacc.wandb_offline import read_offline_run
 
     logged = read_offline_run(out / "wandb")
     assert (
@@ -74,6 +67,7 @@ def test_benchmark_dataloading_tiny(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_benchmark_throughput_scaling_tiny(tmp_path):
     """Driver mode on CPU: 1 and 2 gloo processes, fp32/bf16, channels-last on/off, train/infer, and end-to-end JPEG."""
     root = generate_synthetic_dataset(
@@ -133,6 +127,7 @@ def test_benchmark_throughput_scaling_tiny(tmp_path):
     assert (out / "throughput.csv").read_text().count("\n") == len(rows) + 1
 
 
+@pytest.mark.slow
 def test_profile_recipe_two_processes(tmp_path):
     from .conftest import TINY, run_two_process
 
@@ -165,7 +160,7 @@ def test_profile_recipe_two_processes(tmp_path):
     assert len(traces) == 2 and "traceEvents" in json.loads(traces[0].read_text())
     for png in ("operator_time.png", "kernel_launches.png", "kernel_mean_duration.png"):
         assert Image.open(out / png).size[0] > 400, png
-    from skinacc.tracking import read_offline_run
+    from skinacc.wandb_offline import read_offline_run
 
     logged = read_offline_run(out / "wandb")
     traces = [a for a in logged["artifacts"] if a["type"] == "profile"]
@@ -174,6 +169,7 @@ def test_profile_recipe_two_processes(tmp_path):
     )
 
 
+@pytest.mark.long
 def test_gpu_check_script_smoke(tmp_path):
     """benchmarks/gpu_check.sh at toy sizes on the CPU: every step finishes, results are packed, and the
     targets table is filled from the result files (no speed is asserted)."""
@@ -309,6 +305,7 @@ def test_gpu_check_summary_marks_missing_steps(tmp_path):
     assert bad.returncode != 0 and "OUTPUT_DIR_OF_GPU_CHECK" in bad.stderr
 
 
+@pytest.mark.slow
 def test_app_latency_benchmark_tiny(trained_run, tmp_path):
     """benchmarks/app_latency.py: function and HTTP rows, with and without Grad-CAM."""
     pytest.importorskip("gradio")
@@ -343,6 +340,7 @@ def test_app_latency_benchmark_tiny(trained_run, tmp_path):
 
 
 @pytest.mark.data
+@pytest.mark.slow
 def test_scale_benchmark_tiny(isic8, tmp_path):
     """benchmarks/scale.py end to end at its smallest: links, start-up, shards, both loaders, prediction."""
     out = tmp_path / "out"

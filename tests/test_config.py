@@ -102,7 +102,7 @@ def test_save_config_round_trip(tmp_path):
 
 
 def _parse(tmp_path, yaml_text: str | None = None, argv: tuple[str, ...] = (), **kw):
-    from skinacc.arguments import parse_config
+    from skinacc.config.parse import parse_config
 
     args = list(argv)
     if yaml_text is not None:
@@ -113,7 +113,7 @@ def _parse(tmp_path, yaml_text: str | None = None, argv: tuple[str, ...] = (), *
 
 
 def _choice_fields() -> list[str]:
-    from skinacc.arguments import ConfigArgumentParser
+    from skinacc.config.parse import ConfigArgumentParser
 
     return sorted({a.dest for a in ConfigArgumentParser(TYPES)._actions if a.choices})
 
@@ -187,9 +187,8 @@ def test_no_abbreviations_and_both_spellings(tmp_path):
     assert _parse(tmp_path, f"data-dir: {tmp_path}\nselect-epoch: last\npretrained: false\n") == under
 
 
-def test_the_recipe_prints_one_line_and_exits_2(tmp_path, capsys, monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO / "recipes"))
-    from _cli import parse_args
+def test_the_recipe_prints_one_line_and_exits_2(tmp_path, capsys):
+    from skinacc.cli.common import parse_args
 
     (tmp_path / "r.yaml").write_text("scheduler: cosinee\n")
     with pytest.raises(SystemExit) as e:

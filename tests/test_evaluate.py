@@ -1,4 +1,5 @@
-"""Evaluation recipe, the training run's own test evaluation, and plot regeneration."""
+"""Evaluation (``skinacc evaluate`` in-process; two real processes where DDP is the point), the training
+run's own test evaluation, and plot regeneration."""
 
 import csv
 import json
@@ -7,11 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinacc.metrics.report import EVAL_PLOTS
+from skinacc.evaluation import PredictionLog
+from skinacc.plots.evaluation import EVAL_PLOTS
 
-from .conftest import REPO, run_recipe, run_two_process
-
-pytestmark = pytest.mark.slow
+from .conftest import command, run_two_process
 
 FILES = ("metrics.json", "per_class.csv", "predictions.csv", *EVAL_PLOTS)
 
@@ -52,10 +52,11 @@ def test_training_run_evaluates_test_split_with_best_checkpoint(trained_run):
     assert all(0 <= r["val_balanced_accuracy"] <= 1 and "val_macro_f1" in r for r in hist)
 
 
-def test_evaluate_recipe_one_and_two_processes_agree(trained_run, tmp_path):
+@pytest.mark.slow
+def test_evaluate_recipe_one_and_two_processes_agree(trained_run, tmp_path, capsys):
     one, two = tmp_path / "one", tmp_path / "two"
-    proc = run_recipe(
-        "evaluate.py",
+    command(
+        "evaluate",
         [
             "--model",
             str(trained_run),
@@ -69,7 +70,8 @@ def test_evaluate_recipe_one_and_two_processes_agree(trained_run, tmp_path):
             "4",
         ],
     )
-    assert "balanced_accuracy" in proc.stdout and "precision" in proc.stdout
+    printed = capsys.readouterr().out
+    assert "balanced_accuracy" in printed and "precision" in printed
     m1 = _check_eval_dir(one, 3)
     assert m1["num_samples"] % 2 == 1, "a test size that does not divide by the world size"
     # Two ranks, and the contiguous (NCHW) layout instead of the default channels-last: the same results.
@@ -106,10 +108,10 @@ def test_evaluate_recipe_one_and_two_processes_agree(trained_run, tmp_path):
 
 
 def test_evaluate_flip_tta_wandb_and_unknown_classes(trained_run, tmp_path):
-    from skinacc.tracking import read_offline_run
+    from skinacc.wandb_offline import read_offline_run
 
-    run_recipe(
-        "evaluate.py",
+    command(
+        "evaluate",
         [
             "--model",
             str(trained_run),
@@ -126,7 +128,6 @@ def test_evaluate_flip_tta_wandb_and_unknown_classes(trained_run, tmp_path):
             "--explain",
             "2",
         ],
-        env={"WANDB_MODE": "offline"},
     )
     assert json.loads((tmp_path / "tta" / "metrics.json").read_text())["tta"] == "flip"
     logged = read_offline_run(tmp_path / "tta" / "wandb")
@@ -139,33 +140,30 @@ def test_evaluate_flip_tta_wandb_and_unknown_classes(trained_run, tmp_path):
     safe = sorted("".join(c if c.isalnum() or c in "-_" else "_" for c in n) for n in names)
     assert sorted(p.stem for p in (tmp_path / "tta" / "explain").glob("*.png")) == safe
     assert all(f"explain/{n}" in logged["summary"] for n in names), sorted(logged["summary"])
-    bad = run_recipe(
-        "evaluate.py",
-        ["--model", str(trained_run), "--synthetic_num_classes", "5", "--output_dir", str(tmp_path / "x")],
-        check=False,
-    )
-    assert bad.returncode != 0 and "unknown to --model" in bad.stderr and "synthetic" in bad.stderr
+    with pytest.raises(ValueError, match="unknown to --model(.|\n)*synthetic"):
+        command(
+            "evaluate",
+            [
+                "--model",
+                str(trained_run),
+                "--synthetic_num_classes",
+                "5",
+                "--output_dir",
+                str(tmp_path / "x"),
+            ],
+        )
 
 
 def test_plots_recipe_regenerates_everything(trained_run):
-    import subprocess
-    import sys
-
     for png in [trained_run / "training_curves.png", *[trained_run / "eval_test" / p for p in EVAL_PLOTS]]:
         png.unlink()
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "recipes" / "plots.py"), "--run_dir", str(trained_run)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stderr
+    command("plots", ["--run_dir", str(trained_run)])
     assert (trained_run / "training_curves.png").is_file()
     for p in EVAL_PLOTS:
         assert Image.open(trained_run / "eval_test" / p).size[0] >= 400
 
 
-def test_evaluate_an_external_labelled_folder(trained_run, tmp_path):
+def test_evaluate_an_external_labelled_folder(trained_run, tmp_path, capsys):
     """Every image of an outside folder is test data; classes are matched by name, a missing class is
     fine (support 0), a single class folder is fine, and an unknown class folder is a clear error."""
     import shutil
@@ -178,13 +176,11 @@ def test_evaluate_an_external_labelled_folder(trained_run, tmp_path):
         shutil.copytree(root / c, clinic / c)
     n = sum(1 for _ in clinic.rglob("*.jpg"))
     # The dashed spelling --help offers: an external source as well (it re-split it as the run's own data)
-    proc = run_recipe(
-        "evaluate.py", ["--model", str(trained_run), "--data-dir", str(clinic), "--num_workers", "0"]
-    )
+    command("evaluate", ["--model", str(trained_run), "--data-dir", str(clinic), "--num_workers", "0"])
     out = trained_run / "eval_clinic"
     m = json.loads((out / "metrics.json").read_text())
     assert m["split"] == "all" and m["num_samples"] == n
-    assert m["per_class"][names[0]]["support"] == 0 and names[0] in proc.stdout
+    assert m["per_class"][names[0]]["support"] == 0 and names[0] in capsys.readouterr().out
     assert [m["per_class"][c]["support"] for c in names[1:]] == [
         len(list((clinic / c).glob("*.jpg"))) for c in names[1:]
     ]
@@ -193,7 +189,7 @@ def test_evaluate_an_external_labelled_folder(trained_run, tmp_path):
 
     single = tmp_path / "single"
     shutil.copytree(root / names[0], single / names[0])
-    run_recipe("evaluate.py", ["--model", str(trained_run), "--data_dir", str(single), "--num_workers", "0"])
+    command("evaluate", ["--model", str(trained_run), "--data_dir", str(single), "--num_workers", "0"])
     assert (
         json.loads((trained_run / "eval_single" / "metrics.json").read_text())["per_class"][names[0]][
             "support"
@@ -203,57 +199,45 @@ def test_evaluate_an_external_labelled_folder(trained_run, tmp_path):
 
     (clinic / "eczema").mkdir()
     shutil.copy(next((clinic / names[1]).glob("*.jpg")), clinic / "eczema" / "x.jpg")
-    bad = run_recipe("evaluate.py", ["--model", str(trained_run), "--data_dir", str(clinic)], check=False)
-    assert bad.returncode != 0 and "['eczema'] unknown to --model" in bad.stderr and str(clinic) in bad.stderr
+    with pytest.raises(ValueError, match=r"\['eczema'\] unknown to --model") as e:
+        command("evaluate", ["--model", str(trained_run), "--data_dir", str(clinic)])
+    assert str(clinic) in str(e.value)
 
 
-CRASH_AFTER_TWO_BATCHES = """
-import os, sys
-sys.path.insert(0, "recipes")
-import evaluate as ev
-from skinacc.engine import PredictionLog
-
-calls = []
-append = PredictionLog.append
+class Crash(Exception):
+    """What a kill leaves: the evaluation ends where it is."""
 
 
-def append_then_die(self, *a):
-    append(self, *a)
-    calls.append(1)
-    if len(calls) == 2:  # as a kill -9 in the middle of the third write leaves the file
-        with open(self.path, "ab") as f:
-            f.write(b"\\0" * 7)
-        os._exit(137)
-
-
-PredictionLog.append = append_then_die
-ev.main(sys.argv[1:])
-"""
-
-
-def test_evaluate_writes_as_it_goes_and_resumes(trained_run, tmp_path):
-    """Results go to disk batch by batch; an evaluation killed after two batches (half a record
-    written) continues with --resume and ends with the reference's predictions and metrics."""
-    import subprocess
-    import sys
-
+def test_evaluate_writes_as_it_goes_and_resumes(trained_run, tmp_path, monkeypatch, capsys):
+    """Results go to disk batch by batch; an evaluation that dies after two batches (half a record
+    written, as a kill in the middle of the third write leaves it) continues with --resume and ends with
+    the reference's predictions and metrics."""
     base = ["--model", str(trained_run), "--split", "test", "--num_workers", "0", "--batch_size", "4"]
     ref = tmp_path / "ref"
-    run_recipe("evaluate.py", [*base, "--output_dir", str(ref)])
+    command("evaluate", [*base, "--output_dir", str(ref)])
     assert not (ref / "predictions.partial").exists(), "removed once the metrics are written"
+
+    append, calls = PredictionLog.append, []
+
+    def append_then_die(self, *a):
+        append(self, *a)
+        calls.append(1)
+        if len(calls) == 2:
+            with open(self.path, "ab") as f:
+                f.write(b"\0" * 7)
+            raise Crash
+
+    monkeypatch.setattr(PredictionLog, "append", append_then_die)
     out = tmp_path / "crashed"
-    proc = subprocess.run(
-        [sys.executable, "-c", CRASH_AFTER_TWO_BATCHES, *base, "--output_dir", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 137, proc.stderr[-3000:]
+    with pytest.raises(Crash):
+        command("evaluate", [*base, "--output_dir", str(out)])
+    monkeypatch.undo()
     assert (out / "predictions.partial").stat().st_size % 8 != 0 and not (out / "metrics.json").exists()
-    other = run_recipe(
-        "evaluate.py", [*base, "--output_dir", str(out), "--resume", "--tta", "flip"], check=False
-    )
-    assert other.returncode != 0 and "other settings (tta)" in other.stderr
-    proc = run_recipe("evaluate.py", [*base, "--output_dir", str(out), "--resume"])
-    assert "--resume: 8 images already evaluated" in proc.stdout
+    with pytest.raises(ValueError, match=r"other settings \(tta\)"):
+        command("evaluate", [*base, "--output_dir", str(out), "--resume", "--tta", "flip"])
+    capsys.readouterr()
+    command("evaluate", [*base, "--output_dir", str(out), "--resume"])
+    assert "--resume: 8 images already evaluated" in capsys.readouterr().out
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (ref, out))
     for k in ("num_samples", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "ece"):
         assert b[k] == pytest.approx(a[k], abs=1e-6), k
@@ -262,13 +246,14 @@ def test_evaluate_writes_as_it_goes_and_resumes(trained_run, tmp_path):
     assert not (out / "predictions.partial").exists()
 
 
-def test_evaluate_at_another_input_size(trained_run, tmp_path):
+def test_evaluate_at_another_input_size(trained_run, tmp_path, capsys):
     """--image_size/--resize_size override the model's own sizes (the run was trained at 48 px with
     the seed's crop ratio, resize 54); without them the model's sizes are used, whatever the run's config."""
     base = ["--model", str(trained_run), "--split", "validation", "--num_workers", "0"]
-    run_recipe("evaluate.py", [*base, "--output_dir", str(tmp_path / "own")])
-    proc = run_recipe("evaluate.py", [*base, "--image_size", "64", "--output_dir", str(tmp_path / "big")])
-    assert "evaluating at 64 px (resize 72)" in proc.stdout
+    command("evaluate", [*base, "--output_dir", str(tmp_path / "own")])
+    capsys.readouterr()
+    command("evaluate", [*base, "--image_size", "64", "--output_dir", str(tmp_path / "big")])
+    assert "evaluating at 64 px (resize 72)" in capsys.readouterr().out
     own, big = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("own", "big"))
     assert (own["image_size"], own["resize_size"]) == (48, 54)
     assert (big["image_size"], big["resize_size"]) == (64, 72)
@@ -277,7 +262,5 @@ def test_evaluate_at_another_input_size(trained_run, tmp_path):
         return [r["prob:" + r["true"]] for r in csv.DictReader((tmp_path / d / "predictions.csv").open())]
 
     assert probs("own") != probs("big"), "the larger input reached the model"
-    bad = run_recipe(
-        "evaluate.py", [*base, "--resize_size", "40", "--output_dir", str(tmp_path / "x")], check=False
-    )
-    assert bad.returncode != 0 and "--resize_size=40" in bad.stderr and "48" in bad.stderr
+    with pytest.raises(ValueError, match="--resize_size=40: must be >= the crop size 48"):
+        command("evaluate", [*base, "--resize_size", "40", "--output_dir", str(tmp_path / "x")])

@@ -20,9 +20,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from skinacc.data.transforms import DataConfig
+from skinacc.data.data_config import DataConfig
 
-from .conftest import ISIC8, REPO
+from .conftest import ISIC8, REPO, cli
 
 pytest.importorskip("pytorch_grad_cam", reason='grad-cam not installed (pip install "skinacc[explain]")')
 
@@ -151,8 +151,8 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
 
 
 def _classifier(trained_run, **kw):
+    from skinacc.artifact import load_model
     from skinacc.demo import ImageClassifier
-    from skinacc.hub import load_model
 
     return ImageClassifier(load_model(str(trained_run)), max_pixels=5_000_000, **kw)
 
@@ -162,9 +162,8 @@ def _an_image(trained_run) -> str:
     return str(sorted(Path(root).rglob("*.jpg"))[0])
 
 
-@pytest.mark.slow
 def test_demo_classifier_matches_predict_and_explains(trained_run):
-    from skinacc.hub import load_model
+    from skinacc.artifact import load_model
     from skinacc.inference import predict_images
 
     image = _an_image(trained_run)
@@ -185,7 +184,6 @@ def test_demo_classifier_matches_predict_and_explains(trained_run):
     assert _classifier(trained_run, explain=False)(image).overlay is None
 
 
-@pytest.mark.slow
 def test_demo_bad_uploads_get_a_message_not_a_traceback(trained_run, bad_files):
     clf = _classifier(trained_run, explain=False)
     expect = {
@@ -201,7 +199,6 @@ def test_demo_bad_uploads_get_a_message_not_a_traceback(trained_run, bad_files):
     assert "Upload a" in clf(None).error
 
 
-@pytest.mark.slow
 def test_intended_use_comes_from_the_model_card(trained_run, tmp_path):
     from skinacc.demo import intended_use
 
@@ -239,20 +236,7 @@ def test_app_in_headless_chromium(trained_run, bad_files, tmp_path):
     real = sorted((ISIC8 / "melanoma").glob("*.jpg"))
     image = real[0] if real else Path(_an_image(trained_run))
     preds = tmp_path / "p.json"
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "recipes" / "predict.py"),
-            "--model",
-            str(trained_run),
-            "--inputs",
-            str(image),
-            "--output",
-            str(preds),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cli("predict", ["--model", str(trained_run), "--inputs", str(image), "--output", str(preds)])
     want = json.loads(preds.read_text())[0]["top_k"][0]["label"]
 
     port = _free_port()
@@ -334,8 +318,8 @@ def test_app_in_headless_chromium(trained_run, bad_files, tmp_path):
 def served_model(tmp_path_factory) -> tuple[Path, list[Path]]:
     """An untrained 8-class test model served at 160 px with dihedral TTA (what a deployed model does
     per request, in less time), and a few dermoscopy-sized JPEGs."""
+    from skinacc.artifact import save_timm_folder
     from skinacc.data import resolve_data_config
-    from skinacc.hub import save_timm_folder
 
     d = tmp_path_factory.mktemp("served")
     torch.manual_seed(0)
@@ -358,8 +342,8 @@ def test_the_demo_runs_the_model_on_one_thread_whoever_calls(served_model):
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
+    from skinacc.artifact import load_model
     from skinacc.demo import ImageClassifier
-    from skinacc.hub import load_model
 
     folder, images = served_model
     clf = ImageClassifier(load_model(str(folder)))

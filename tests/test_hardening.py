@@ -17,7 +17,7 @@ from PIL import Image
 from skinacc.checkpoint import Checkpointer, CheckpointError, list_checkpoints
 from skinacc.rundir import OutputDirError, RunLock, claim_output_dir, output_dir_problem
 
-from .conftest import REPO, TINY, run_recipe
+from .conftest import ACCELERATE, REPO, TINY, cli
 
 # ----------------------------------------------------------------------------------------------------
 # Checkpoints hold plain data only
@@ -189,24 +189,25 @@ def test_the_lock_names_its_holder_and_dies_with_it(tmp_path):
     RunLock(tmp_path).release()  # the kernel dropped the dead holder's lock: not stale
 
 
-@pytest.mark.slow
 def test_fresh_run_into_used_dir_and_overwrite_end_to_end(tmp_path):
     out = tmp_path / "run"
     args = [*TINY, "--epochs", "1", "--output_dir", str(out), "--eval_test", "false"]
-    run_recipe("train.py", args)
+    cli("train", args)
     first = list_checkpoints(out / "checkpoints")
-    again = run_recipe("train.py", args, check=False)
-    assert again.returncode != 0 and "already holds a training run" in again.stderr
+    again = cli("train", args, check=False)
+    assert again.returncode == 2 and "already holds a training run" in again.stderr
     assert list_checkpoints(out / "checkpoints") == first, "nothing touched"
-    run_recipe("train.py", [*args, "--overwrite_output_dir", "--seed", "3"])
+    cli("train", [*args, "--overwrite_output_dir", "--seed", "3"])
     manifest = json.loads((list_checkpoints(out / "checkpoints")[-1] / "skinacc_checkpoint.json").read_text())
     assert manifest["config"]["train"]["seed"] == 3 and len(list_checkpoints(out / "checkpoints")) == 1
     assert not (out / "config.json").exists() and (out / "run_config.yaml").is_file()
-    bad = run_recipe("train.py", [*args, "--resume_from_checkpoint", "latest", "--lr", "0.5"], check=False)
-    assert bad.returncode != 0 and "--lr=0.5 (the checkpoint's run has 0.001)" in bad.stderr
-    under_file = run_recipe("train.py", [*TINY, "--output_dir", str(out / "history.json" / "x")], check=False)
-    assert under_file.returncode != 0 and "which is a file" in under_file.stderr
-    assert "Traceback" not in under_file.stderr.split("error:")[0], "fails before any set-up"
+    bad = cli("train", [*args, "--resume_from_checkpoint", "latest", "--lr", "0.5"], check=False)
+    assert bad.returncode == 2 and "--lr=0.5 (the checkpoint's run has 0.001)" in bad.stderr
+    under_file = cli("train", [*TINY, "--output_dir", str(out / "history.json" / "x")], check=False)
+    assert under_file.returncode == 2 and "which is a file" in under_file.stderr
+    assert "Traceback" not in under_file.stderr and "160 images" not in under_file.stdout, (
+        "fails before set-up"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -253,7 +254,6 @@ def test_decompression_bomb_and_truncated_images_are_reported_not_fatal(tmp_path
     assert [Path(r["path"]).name for r in logged] == ["bomb.png", "cut.jpg"]
 
 
-@pytest.mark.slow
 def test_predict_and_training_survive_bombs_and_list_them(tmp_path):
     root = tmp_path / "data"
     for c, colour in (("a", (200, 40, 40)), ("b", (40, 40, 200))):
@@ -264,8 +264,8 @@ def test_predict_and_training_survive_bombs_and_list_them(tmp_path):
     good = (root / "b" / "0.jpg").read_bytes()
     (root / "b" / "cut.jpg").write_bytes(good[: len(good) // 3])
     out = tmp_path / "run"
-    run_recipe(
-        "train.py",
+    cli(
+        "train",
         ["--data_dir", str(root), "--model", "test_efficientnet", "--no_pretrained", "--image_size", "32",
          "--batch_size", "4", "--num_workers", "0", "--epochs", "1", "--report_to", "none",
          "--verify_images", "none", "--output_dir", str(out), "--val_size", "0.2", "--test_size", "0.2"],
@@ -276,11 +276,7 @@ def test_predict_and_training_survive_bombs_and_list_them(tmp_path):
     assert "bomb.png" in listed and "DecompressionBombError" in listed["bomb.png"]
     assert "cut.jpg" in listed
     preds = tmp_path / "preds.json"
-    run = subprocess.run(
-        [sys.executable, str(REPO / "recipes" / "predict.py"), "--model", str(out), "--inputs", str(root), "--output", str(preds)],
-        capture_output=True, text=True, cwd=REPO,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
+    cli("predict", ["--model", str(out), "--inputs", str(root), "--output", str(preds)])
     res = {str(Path(r["path"]).relative_to(root)): r for r in json.loads(preds.read_text())}
     assert len(res) == 26 and "DecompressionBombError" in res["a/bomb.png"]["error"]
     assert "could not decode" in res["b/cut.jpg"]["error"] and "top_k" in res["b/0.jpg"]
@@ -291,10 +287,13 @@ def test_predict_and_training_survive_bombs_and_list_them(tmp_path):
 
 
 @pytest.mark.slow
-def test_quiet_launch_shows_only_the_message(tmp_path):
-    proc = run_recipe(
-        "train.py", ["--lr", "-1", "--output_dir", str(tmp_path)], check=False, extra_launch=["-q"]
-    )
+@pytest.mark.parametrize("how", ["recipe", "console_script"])
+def test_quiet_launch_shows_only_the_message(tmp_path, how):
+    """The launch as documented, of the recipe and of the installed console script (`-m skinacc`)."""
+    target = [str(REPO / "recipes" / "train.py")] if how == "recipe" else ["-m", "skinacc", "train"]
+    cmd = [ACCELERATE, "launch", "-q", "--config_file", str(REPO / "accelerate_configs" / "cpu.yaml")]
+    cmd += ["--num_cpu_threads_per_process", "1", *target, "--lr", "-1", "--output_dir", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "error:" in proc.stderr and "--lr=-1.0" in proc.stderr
     assert "Traceback" not in proc.stderr and "CalledProcessError" not in proc.stderr
     assert "had defaults used instead" not in proc.stderr, "no accelerate warning on the documented path"
@@ -303,7 +302,7 @@ def test_quiet_launch_shows_only_the_message(tmp_path):
 # ----------------------------------------------------------------------------------------------------
 # Conventions users bring (issue #24)
 
-WANDB_MODE_OF_THIS_PROCESS = "import os; from skinacc.tracking import prepare_wandb; print(prepare_wandb('wandb'), os.environ.get('WANDB_MODE'))"
+WANDB_MODE_OF_THIS_PROCESS = "from skinacc.tracking import prepare_wandb; print(prepare_wandb('wandb'))"
 
 
 @pytest.mark.parametrize("where", ["netrc_self_hosted", "home_netrc", "none"])
@@ -332,7 +331,7 @@ def test_wandb_credentials_are_asked_of_wandb(tmp_path, where):
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    want = "offline offline" if where == "none" else "online None"
+    want = "offline" if where == "none" else "online"
     assert proc.stdout.strip().splitlines()[-1] == want, proc.stdout + proc.stderr
 
 
@@ -377,8 +376,9 @@ def test_tqdm_disable_is_honoured(capsys, monkeypatch):
     tqdm's own TQDM_DISABLE."""
     from accelerate import Accelerator
 
-    from skinacc.data import BatchNormalizer, resolve_data_config
-    from skinacc.engine import evaluate
+    from skinacc.data import resolve_data_config
+    from skinacc.evaluation import evaluate
+    from skinacc.predictor import Predictor
 
     acc = Accelerator(cpu=True)
     cfg = resolve_data_config(None, image_size=8)
@@ -390,7 +390,7 @@ def test_tqdm_disable_is_honoured(capsys, monkeypatch):
 
     def run() -> str:
         capsys.readouterr()
-        evaluate(acc, model, batches, BatchNormalizer(cfg, acc.device), desc="bar-under-test")
+        evaluate(acc, Predictor(model, cfg, device=acc.device), batches, desc="bar-under-test")
         return capsys.readouterr().err
 
     assert "bar-under-test" in run()
@@ -398,7 +398,8 @@ def test_tqdm_disable_is_honoured(capsys, monkeypatch):
     assert "bar-under-test" not in run()
     from skinacc.console import disable_progress_bars
 
-    monkeypatch.delenv("TQDM_DISABLE")
+    for var in ("TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        monkeypatch.delenv(var, raising=False)  # put back as they were when the test ends
     disable_progress_bars()  # what --disable_tqdm does
     assert os.environ["TQDM_DISABLE"] == "1" and "bar-under-test" not in run()
 
@@ -434,7 +435,7 @@ def test_importing_skinacc_leaves_pils_pixel_limit_alone(tmp_path):
 
 
 def test_summary_reports_the_models_epoch_and_the_best_epoch_each_with_its_value():
-    from skinacc.callbacks import selection_summary
+    from skinacc.optim import selection_summary
     from skinacc.tracking import format_epoch_line
 
     hist = [
@@ -456,3 +457,21 @@ def test_summary_reports_the_models_epoch_and_the_best_epoch_each_with_its_value
     line |= {"epoch": 3, "epoch_seconds": 1.0, "peak_mem_mb": 1.0, "is_model": True}
     assert not format_epoch_line(line | {"is_best": False}, 3).endswith("best"), "kept, not best"
     assert format_epoch_line(line | {"is_best": True}, 3).endswith("| best")
+
+
+@pytest.mark.slow
+def test_a_run_without_credentials_or_mode_logs_offline(tmp_path):
+    """The whole path in a fresh process, as `make demo` runs: no WANDB_MODE, no key anywhere. Asking
+    wandb for credentials sets up its session, so the offline decision must reach wandb.init itself
+    (WANDB_MODE set afterwards was ignored, and the run died asking for an API key)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "NETRC"))}
+    env |= {"HOME": str(tmp_path), "WANDB_CONFIG_DIR": str(tmp_path / "cfg"), "NETRC": str(tmp_path / "none")}
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "skinacc", "train", *TINY, "--synthetic_num_classes", "3", "--epochs", "1",
+         "--eval_test", "false", "--report_to", "wandb", "--output_dir", str(out)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "logs OFFLINE" in proc.stderr and list((out / "wandb").glob("offline-run-*"))
+    assert "will be ignored" not in proc.stderr

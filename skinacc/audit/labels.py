@@ -52,8 +52,9 @@ def embed_images(
         skinacc.models.PretrainedWeightsError: The weights cannot be had.
     """
     from skinacc.config import ModelArguments
+    from skinacc.data.data_config import resolve_data_config
     from skinacc.data.loaders import build_dataloader
-    from skinacc.data.transforms import BatchNormalizer, ImageTransform, resolve_data_config
+    from skinacc.data.transforms import BatchNormalizer, ImageTransform
     from skinacc.models import create_model
 
     net, _ = create_model(ModelArguments(model=model, pretrained=True, pretrained_weights=weights), 2)

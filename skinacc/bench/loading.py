@@ -26,20 +26,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from skinacc.data.transforms import BatchNormalizer, DataConfig, ImageTransform, preresize
+from skinacc.config.tools import LOADER_STRATEGIES, LoadingBenchArguments
+from skinacc.data.data_config import DataConfig
+from skinacc.data.transforms import BatchNormalizer, ImageTransform, preresize
 
-__all__ = ["LOADER_STRATEGIES", "make_large_jpegs", "run_loader_benchmark", "time_batches"]
-
-LOADER_STRATEGIES = (
-    "torchvision_imagefolder",
-    "hf_imagefolder_plain",
-    "skinacc",
-    "skinacc_full_decode",
-    "single_process",
-    "manual_split",
-    "preresized_cache",
-    "gpu_decode",
-)
+__all__ = [
+    "LOADER_STRATEGIES",
+    "make_large_jpegs",
+    "run_loader_benchmark",
+    "run_loading_benchmark",
+    "time_batches",
+]
 
 
 def time_batches(batches: Iterable, finish, max_images: int, warmup_batches: int = 1) -> dict[str, float]:
@@ -310,3 +307,79 @@ def _gpu_decode(
             yield {"pixel_values": torch.stack(out).clamp_(0, 255)}
 
     return time_batches(batches(), lambda b: norm(b["pixel_values"]), max_images)
+
+
+def run_loading_benchmark(args: LoadingBenchArguments) -> list[dict]:
+    """``skinacc benchmark-loading``: every strategy on the small and the large image sets; writes
+    ``loading.json``, ``loading.csv`` and ``loading.png`` to ``args.output_dir``."""
+    import platform
+    import tempfile
+    import zlib
+    from datetime import date
+
+    from skinacc.config import default_cache_dir
+    from skinacc.data import SyntheticSpec, generate_synthetic_dataset, resolve_data_config
+    from skinacc.plots import plot_loader_benchmark
+    from skinacc.rundir import write_rows
+    from skinacc.tracking import log_results_run
+
+    # The shared ISIC set beside the repository checkout, when present (as the recipe found it before).
+    isic8 = Path(__file__).resolve().parents[3] / "shared" / "data" / "isic8-dermoscopy"
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    small = (
+        Path(args.data_dir)
+        if args.data_dir
+        else (
+            isic8
+            if (isic8 / "labels.csv").is_file()
+            else generate_synthetic_dataset(SyntheticSpec(8, 60, 180), default_cache_dir())
+        )
+    )
+    cfg = resolve_data_config(None, image_size=args.image_size)
+    results = []
+    for image_set in args.image_sets:
+        if image_set == "small":
+            root = small
+        elif args.large_dir:
+            root = Path(args.large_dir)
+        else:  # keyed on the source, size and count, so later runs reuse it
+            key = zlib.crc32(f"{Path(small).resolve()}|{args.large_per_class}".encode())
+            root = make_large_jpegs(
+                small,
+                Path(tempfile.gettempdir()) / f"skinacc-large-{args.large_size}-{key:08x}",
+                args.large_size,
+                args.large_per_class,
+            )
+        for r in run_loader_benchmark(
+            root,
+            cfg,
+            args.strategies,
+            args.batch_size,
+            args.workers,
+            args.max_images,
+            args.device,
+            args.repeats,
+        ):
+            results.append({"image_set": image_set, "root": str(root), **r})
+            print(
+                f"{image_set:5s} {r['strategy']:24s} "
+                + (f"{r['images_per_sec']:8.1f} img/s" if "images_per_sec" in r else r.get("skipped", ""))
+                + (f"  ({r['vs_imagefolder']:.2f}x ImageFolder)" if "vs_imagefolder" in r else "")
+            )
+    meta = {
+        "machine": platform.node(),
+        "cpu_count": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "torch": str(torch.__version__),
+        "date": str(date.today()),
+        "device": args.device,
+        "args": vars(args),
+    }
+    write_rows(out / "loading", results, meta)
+    plot_loader_benchmark(results, out / "loading.png")
+    log_results_run(
+        args.report_to, args.project, "benchmark_dataloading", results, [out / "loading.png"], meta, out
+    )
+    print(f"wrote {out / 'loading.json'}, loading.csv, loading.png")
+    return results

@@ -3,7 +3,7 @@
 - :func:`measure_compute`: one (precision, layout, compile, batch) variant of training or inference on
   random tensors, precision applied in-process so one launch sweeps them all;
 - :func:`measure_end_to_end`: training and inference from an image folder through the very pieces
-  ``recipes/train.py`` runs (``build_training``, ``train_one_epoch``, ``evaluate``), at steady state.
+  a training run runs (``skinacc.run.build_training`` and its ``train_epoch``, ``evaluate``), at steady state.
 """
 
 from __future__ import annotations
@@ -16,16 +16,11 @@ import torch
 
 from skinacc.config import DataArguments, ModelArguments, TrainArguments
 from skinacc.data import build_dataloader, set_transforms
-from skinacc.engine import (
-    EvalOutput,
-    TrainState,
-    build_optimizer,
-    evaluate,
-    peak_memory_mb,
-    reset_peak_memory,
-    train_one_epoch,
-)
-from skinacc.pipeline import TrainingPieces, augment_config, build_training, loader_kwargs
+from skinacc.data.plan import augment_config, loader_kwargs
+from skinacc.engine import TrainState, peak_memory_mb, reset_peak_memory
+from skinacc.evaluation import EvalOutput, evaluate
+from skinacc.optim import build_optimizer
+from skinacc.run.setup import TrainingSetup, build_training
 
 __all__ = ["measure_compute", "measure_end_to_end", "repeated_loader"]
 
@@ -197,17 +192,8 @@ def measure_end_to_end(
     if "train" in modes:
         loader = repeated_loader(accelerator, p, data_args, "train", batch_size, warmup_batches + batches)
         state = TrainState(world_size=accelerator.num_processes, process_index=accelerator.process_index)
-        s = train_one_epoch(
-            accelerator,
-            p.model,
-            loader,
-            p.optimizer,
-            p.loss_fn,
-            p.normalizer,
-            state,
-            max_batches=warmup_batches + batches,
-            stats_after=warmup_batches,
-            desc="e2e",
+        s = p.train_epoch(
+            state, loader=loader, max_batches=warmup_batches + batches, stats_after=warmup_batches, desc="e2e"
         )
         rows.append(
             base
@@ -238,14 +224,16 @@ def measure_end_to_end(
 
 
 def repeated_loader(
-    accelerator, p: TrainingPieces, data_args: DataArguments, split: str, batch_size: int, min_batches: int
+    accelerator, p: TrainingSetup, data_args: DataArguments, split: str, batch_size: int, min_batches: int
 ):
     """A prepared loader over ``split`` (``"all"``: every split) repeated whole until it holds at least
     ``min_batches`` batches per process, with the run's transforms and loader settings."""
     import datasets
 
     flat = (
-        datasets.concatenate_datasets([p.source[s] for s in p.source]) if split == "all" else p.source[split]
+        datasets.concatenate_datasets([p.plan.source[s] for s in p.plan.source])
+        if split == "all"
+        else p.plan.source[split]
     )
     if len(flat) == 0:
         raise ValueError(f"{data_args.data_dir!r}: the {split!r} split holds no images")
@@ -258,12 +246,12 @@ def repeated_loader(
         fast_decode=data_args.fast_decode,
         augment=augment_config(data_args),
     )[name]
-    kw = loader_kwargs(data_args, p.workers, seed=0) | {"persistent_workers": False}
+    kw = loader_kwargs(data_args, p.plan.workers, seed=0) | {"persistent_workers": False}
     return accelerator.prepare(build_dataloader(ds, batch_size, train=split == "train", **kw))
 
 
 def _infer_all_images(
-    accelerator, p: TrainingPieces, data_args: DataArguments, batch_size: int, min_batches: int
+    accelerator, p: TrainingSetup, data_args: DataArguments, batch_size: int, min_batches: int
 ) -> EvalOutput:
     loader = repeated_loader(accelerator, p, data_args, "all", batch_size, min_batches)
     # cuDNN autotuning for the inference shape happens here, outside the timed pass.
@@ -273,4 +261,4 @@ def _infer_all_images(
         for _ in range(3):
             p.model(p.normalizer(dummy))
     reset_peak_memory(accelerator.device)
-    return evaluate(accelerator, p.model, loader, p.normalizer, desc="e2e infer")
+    return evaluate(accelerator, p.predictor(p.model), loader, desc="e2e infer")

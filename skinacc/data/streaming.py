@@ -1,14 +1,7 @@
-"""Data past one disk: pre-resized Parquet shards, streamed to every rank, resumable exactly.
+"""Data past one disk: pre-resized Parquet shards (:mod:`skinacc.data.shards`) streamed to every rank,
+resumable exactly.
 
-Two halves:
-
-- :func:`write_shards` turns any source skinacc reads (image folder, ``datasets`` dataset, the
-  embedded default) into ``<out>/data/<split>-NNNNN-of-MMMMM.parquet``: images shrunk once to the
-  resize size and re-encoded as JPEG, with ``label`` (``ClassLabel``), ``sample_id``, ``path`` and
-  ``group``, the split already made, the training split in a seeded random order. The folder is a
-  Hugging Face dataset as it stands (``load_dataset(folder)``, ``push_to_hub``) and carries
-  ``skinacc_shards.json`` (split sizes, classes, how it was made) and the source's ``data_report.json``.
-- :func:`load_streaming` and :class:`StreamingLoader` read such shards (local, or a Hub dataset id)
+:func:`load_streaming` and :class:`StreamingLoader` read such shards (local, or a Hub dataset id)
   as ``datasets.IterableDataset`` streams, one per split, split across ranks with
   ``datasets.distributed.split_dataset_by_node``.
 
@@ -27,214 +20,20 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
-import time
 import zlib
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from skinacc.data.pool import make_pool, ordered_map, worker_transform
+from skinacc.data.shards import SHARDS_META, read_shards_meta
 from skinacc.data.transforms import ImageTransform
-from skinacc.stopping import shield_worker
 
-__all__ = [
-    "SHARDS_META",
-    "StreamingLoader",
-    "load_streaming",
-    "make_pool",
-    "ordered_map",
-    "read_shards_meta",
-    "stream_paths",
-    "write_shards",
-]
+__all__ = ["StreamingLoader", "load_streaming", "stream_paths"]
 
 logger = logging.getLogger(__name__)
-
-#: Written beside the shards: split sizes (the epoch length of a stream), classes, provenance.
-SHARDS_META = "skinacc_shards.json"
-SHARDS_FORMAT = "skinacc-shards/1"
-
-
-# ----------------------------------------------------------------------------------------------------
-# Writing shards
-
-
-def _shard_count(n: int, images_per_shard: int, multiple: int) -> int:
-    """Shards for ``n`` rows: about ``images_per_shard`` each, a multiple of ``multiple`` (so 1, 2, 4, 8
-    ranks get whole shards), never more shards than rows."""
-    if n == 0:
-        return 0
-    k = max(1, math.ceil(n / images_per_shard))
-    k = math.ceil(k / multiple) * multiple
-    return min(k, n)
-
-
-def _dataset_card(meta: dict[str, Any], features) -> str:
-    """README.md with the YAML the Hub (and ``load_dataset``) reads: the splits' files and sizes."""
-    import yaml
-
-    configs = [
-        {
-            "config_name": "default",
-            "data_files": [
-                {"split": s, "path": f"data/{s}-*.parquet"}
-                for s, v in meta["splits"].items()
-                if v["num_examples"]
-            ],
-        }
-    ]
-    header = yaml.safe_dump(
-        {"configs": configs, "tags": ["image-classification", "skinacc"]}, sort_keys=False
-    )
-    sizes = "\n".join(f"| {s} | {v['num_examples']} | {v['num_shards']} |" for s, v in meta["splits"].items())
-    return (
-        f"---\n{header}---\n\n# Skin-lesion images as pre-resized Parquet shards\n\n"
-        f"Written by `skinacc` (`recipes/prepare_shards.py`) from `{meta['source']}`: images shrunk to "
-        f"{meta['resize_size']} px on the shorter side (JPEG quality {meta['jpeg_quality']}), the split "
-        "already made (`split_seed` below; groups never span two splits), the training split in a "
-        f"seeded random order (seed {meta['shuffle_seed']}).\n\n"
-        "| split | images | shards |\n|---|---:|---:|\n"
-        f"{sizes}\n\nClasses ({len(meta['class_names'])}): {', '.join(meta['class_names'])}.\n\n"
-        "Columns: `image`, `label` (class id; names in the features), `sample_id` (stable row id), `path` "
-        "(relative to the source)" + (", `group`" if "group" in features else "") + ".\n\n"
-        "Train on it without a local copy:\n\n```bash\n"
-        "accelerate launch recipes/train.py --dataset_name <this repo or folder> --streaming\n```\n\n"
-        f"Files left out of the source and why: `data_report.json` ({meta['bad_files']} files).\n"
-    )
-
-
-def write_shards(
-    data,
-    out_dir: str | os.PathLike,
-    resize_size: int,
-    *,
-    images_per_shard: int = 1000,
-    shard_multiple: int = 8,
-    shuffle_seed: int = 0,
-    jpeg_quality: int = 90,
-    num_proc: int = 1,
-    cache_dir: str | os.PathLike | None = None,
-    extra_meta: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Write every split of ``data`` as pre-resized Parquet shards (see the module docstring).
-
-    The folder is built under ``<out_dir>.partial`` and renamed into place at the end, so an
-    interrupted run never leaves a folder that looks complete.
-
-    Args:
-        data: A :class:`skinacc.data.SkinData` (from :func:`skinacc.data.load_skin_dataset`).
-        out_dir: Target folder; must not exist yet.
-        resize_size: Shorter side of the stored images (the training transform's resize size).
-        images_per_shard: About this many images per shard.
-        shard_multiple: Round each split's shard count up to a multiple of this, so that any number of
-            ranks dividing it reads whole shards (otherwise every rank reads every shard and keeps its
-            share of rows).
-        shuffle_seed: Seed of the training split's row order (a stream's shuffle buffer only mixes
-            nearby rows; class-sorted shards would feed it one class at a time).
-        jpeg_quality: Quality of the re-encoded JPEGs.
-        num_proc: Processes for decoding and resizing.
-        cache_dir: Where the resize pass keeps its Arrow cache (default: a temporary folder in the output).
-        extra_meta: Merged into ``skinacc_shards.json`` (e.g. the options used).
-
-    Returns:
-        The metadata written to ``skinacc_shards.json``, with ``seconds`` and ``images_per_sec``.
-
-    Raises:
-        FileExistsError: ``out_dir`` exists.
-    """
-    from skinacc.data.sources import BadFile
-    from skinacc.data.transforms import preresize
-
-    out = Path(out_dir).expanduser()
-    if out.exists():
-        raise FileExistsError(
-            f"--output_dir={str(out)!r} exists; choose a new folder (shards are never overwritten)"
-        )
-    partial = out.with_name(out.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)  # the leftovers of an interrupted run
-    (partial / "data").mkdir(parents=True)
-    t0 = time.perf_counter()
-    cache = Path(cache_dir).expanduser() if cache_dir else partial / ".cache"
-    small = preresize(data.dataset, resize_size, str(cache), num_proc=num_proc, quality=jpeg_quality)
-    report = data.report
-    splits: dict[str, Any] = {}
-    total = 0
-    import datasets
-
-    bars = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()  # one bar per shard would bury the log
-    for split, ds in small.items():
-        # A row the resize pass could not decode still points at the original file: report and drop it.
-        raw = ds.cast_column("image", datasets.Image(decode=False))
-        ok = [im.get("bytes") is not None for im in raw["image"]]
-        if not all(ok):
-            for i in np.flatnonzero(~np.asarray(ok)):
-                report.bad_files.append(
-                    BadFile(str(raw[int(i)]["path"]), "could not be decoded for the shards")
-                )
-            raw = raw.select(np.flatnonzero(ok))
-        if split == "train":
-            raw = raw.shuffle(seed=shuffle_seed)
-        # Stored decodable (``Image()``): a user's ``load_dataset`` gets PIL images; skinacc reads bytes.
-        raw = raw.flatten_indices(num_proc=None).cast_column("image", datasets.Image())
-        n = len(raw)
-        k = _shard_count(n, images_per_shard, shard_multiple)
-        for i in range(k):
-            part = raw.shard(num_shards=k, index=i, contiguous=True)
-            part.to_parquet(str(partial / "data" / f"{split}-{i:05d}-of-{k:05d}.parquet"))
-        counts = np.bincount(np.asarray(raw["label"], dtype=np.int64), minlength=len(data.class_names))
-        splits[split] = {"num_examples": n, "num_shards": k, "label_counts": counts.tolist()}
-        total += n
-        logger.info("%s: %d images in %d shards", split, n, k)
-    if bars:
-        datasets.enable_progress_bars()
-    seconds = time.perf_counter() - t0
-    meta = {
-        "format": SHARDS_FORMAT,
-        "source": report.source + (f" ({report.root})" if report.root else ""),
-        "class_names": list(data.class_names),
-        "splits": splits,
-        "resize_size": resize_size,
-        "jpeg_quality": jpeg_quality,
-        "shuffle_seed": shuffle_seed,
-        "bad_files": len(report.bad_files),
-        "columns": list(small["train"].column_names),
-        "seconds": round(seconds, 2),
-        "images_per_sec": round(total / seconds, 2) if seconds > 0 else None,
-        **(extra_meta or {}),
-    }
-    report.save(partial / "data_report.json")
-    (partial / SHARDS_META).write_text(json.dumps(meta, indent=2))
-    (partial / "README.md").write_text(_dataset_card(meta, small["train"].features))
-    if not cache_dir:
-        shutil.rmtree(partial / ".cache", ignore_errors=True)
-    os.replace(partial, out)
-    return meta
-
-
-# ----------------------------------------------------------------------------------------------------
-# Reading shards as streams
-
-
-def read_shards_meta(name: str) -> dict[str, Any] | None:
-    """``skinacc_shards.json`` of a local shard folder or a Hub dataset, or None if it has none."""
-    local = Path(name).expanduser()
-    if local.is_dir():
-        f = local / SHARDS_META
-        return json.loads(f.read_text()) if f.is_file() else None
-    try:
-        from huggingface_hub import hf_hub_download
-
-        return json.loads(Path(hf_hub_download(name, SHARDS_META, repo_type="dataset")).read_text())
-    except Exception as e:  # not there, or no network: the dataset card's split sizes may still do
-        logger.info("no %s for %s (%s)", SHARDS_META, name, e)
-        return None
 
 
 def load_streaming(args, known_classes: list[str] | None = None):
@@ -250,7 +49,7 @@ def load_streaming(args, known_classes: list[str] | None = None):
     """
     import datasets
 
-    from skinacc.data.sources import DataReport, SkinData
+    from skinacc.data.report import DataReport, SkinData
 
     name = args.dataset_name
     local = Path(name).expanduser()
@@ -322,83 +121,17 @@ def load_streaming(args, known_classes: list[str] | None = None):
         predefined_splits=True,
     )
     if local.is_dir() and (local / "data_report.json").is_file():
-        from skinacc.data.sources import BadFile
+        from skinacc.data.report import BadFile
 
         prior = json.loads((local / "data_report.json").read_text())
         report.bad_files = [BadFile(b["path"], b["reason"]) for b in prior.get("bad_files", [])]
-    data = SkinData(datasets.IterableDatasetDict(out), report)
-    data.sizes = sizes  # type: ignore[attr-defined]
     # Class counts per split (for --class_weighting balanced without reading the stream), when recorded.
-    data.label_counts = {  # type: ignore[attr-defined]
+    counts = {
         s: v["label_counts"] for s, v in ((meta or {}).get("splits") or {}).items() if "label_counts" in v
     }
-    return data
-
-
-def ordered_map(
-    fn: Callable[[Any], Any], items: Iterable[Any], workers: int, prefetch: int = 2, pool=None
-) -> Iterator[Any]:
-    """``fn(item)`` for every item, in order, computed by ``workers`` processes at most
-    ``workers x prefetch`` items ahead (``multiprocessing.Pool.imap`` reads its whole input at once;
-    a stream of 250k images must not be). ``workers=0`` computes in this process.
-
-    Args:
-        pool: A pool to use (kept open by the caller); else one is made for this call.
-    """
-    if workers <= 0 and pool is None:
-        for item in items:
-            yield fn(item)
-        return
-    own = pool is None
-    if own:
-        pool = make_pool(workers)
-    try:
-        pending: deque = deque()
-        limit = max(1, workers * prefetch)
-        for item in items:
-            pending.append(pool.apply_async(fn, (item,)))
-            if len(pending) >= limit:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-    finally:
-        if own:
-            pool.terminate()
-
-
-def _worker_init(owner: int) -> None:
-    # Decoding workers use one thread each (as DataLoader workers do): the pool has the cores.
-    torch.set_num_threads(1)
-    # A stop request is the training process's business: the worker ignores Ctrl+C and any SIGTERM
-    # that does not come from its owner (the pool ends its workers with SIGTERM), and dies with it.
-    shield_worker(owner)
-
-
-def make_pool(workers: int, transform: ImageTransform | None = None):
-    """A process pool for decoding (forked, like DataLoader workers on Linux), each worker holding
-    ``transform`` when given."""
-    import atexit
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    owner = os.getpid()
-    if transform is None:
-        pool = ctx.Pool(workers, initializer=_worker_init, initargs=(owner,))
-    else:
-        pool = ctx.Pool(workers, initializer=_worker_init_transform, initargs=(owner, transform))
-    # Ended before the interpreter tears modules down (a pool collected later complains on stderr).
-    atexit.register(pool.terminate)
-    return pool
-
-
-#: The transform of the loader that made this worker's pool (given once, at fork; not per batch).
-_WORKER_TRANSFORM: ImageTransform | None = None
-
-
-def _worker_init_transform(owner: int, transform: ImageTransform) -> None:
-    global _WORKER_TRANSFORM
-    _worker_init(owner)
-    _WORKER_TRANSFORM = transform
+    return SkinData(
+        datasets.IterableDatasetDict(out), report, streaming=True, sizes=sizes, label_counts=counts
+    )
 
 
 def _decode_job(job: tuple[int, list[dict[str, Any]]]) -> dict[str, torch.Tensor]:
@@ -406,8 +139,7 @@ def _decode_job(job: tuple[int, list[dict[str, Any]]]) -> dict[str, torch.Tensor
     Tensors travel back through shared memory (torch's multiprocessing pickler), as from DataLoader
     workers, not through the pipe: a copy of 10 MB per batch would cost the main process."""
     epoch, rows = job
-    assert _WORKER_TRANSFORM is not None
-    return _decode_rows(_WORKER_TRANSFORM, epoch, rows)
+    return _decode_rows(worker_transform(), epoch, rows)
 
 
 def _decode_rows(

@@ -15,51 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from skinacc.metrics.functional import compute_all, reliability_bins
+from skinacc.metrics.functional import compute_all
 
 __all__ = [
-    "EVAL_PLOTS",
     "format_metrics_table",
-    "plot_evaluation",
     "read_predictions",
     "scalar_metrics",
     "write_evaluation",
 ]
 
-EVAL_PLOTS = (
-    "confusion_matrix.png",
-    "confusion_matrix_normalized.png",
-    "roc_curves.png",
-    "per_class.png",
-    "reliability.png",
-)
-
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The single-number metrics (for trackers and tables)."""
     return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-
-
-def plot_evaluation(
-    out_dir: str | os.PathLike,
-    labels: np.ndarray,
-    probs: np.ndarray,
-    class_names: Sequence[str],
-    metrics: dict[str, Any],
-) -> list[Path]:
-    """Draw the evaluation plots into ``out_dir``."""
-    from skinacc import plots
-
-    out = Path(out_dir)
-    return [
-        plots.plot_confusion_matrix(metrics["confusion_matrix"], class_names, out / EVAL_PLOTS[0]),
-        plots.plot_confusion_matrix(
-            metrics["confusion_matrix"], class_names, out / EVAL_PLOTS[1], normalize=True
-        ),
-        plots.plot_roc_curves(labels, probs, class_names, out / EVAL_PLOTS[2]),
-        plots.plot_per_class(metrics["per_class"], out / EVAL_PLOTS[3]),
-        plots.plot_reliability(reliability_bins(labels, probs), metrics["ece"], out / EVAL_PLOTS[4]),
-    ]
 
 
 def write_evaluation(
@@ -69,9 +37,9 @@ def write_evaluation(
     class_names: Sequence[str],
     paths: Sequence[str] | None = None,
     extra: dict[str, Any] | None = None,
-    make_plots: bool = True,
 ) -> dict[str, Any]:
-    """Compute every metric and write the evaluation files.
+    """Compute every metric and write the evaluation files (the figures of them:
+    :func:`skinacc.plots.evaluation.plot_evaluation`).
 
     Args:
         out_dir: Destination folder.
@@ -80,7 +48,6 @@ def write_evaluation(
         class_names: Class names in column order.
         paths: Image path per sample, for ``predictions.csv``.
         extra: Entries added to ``metrics.json`` (model, split, TTA ...).
-        make_plots: Also draw the PNGs.
 
     Returns:
         The metrics (as in ``metrics.json``).
@@ -119,8 +86,6 @@ def write_evaluation(
                     *[f"{v:.6g}" for v in probs[i]],
                 ]
             )
-    if make_plots:
-        plot_evaluation(out, labels, probs, class_names, metrics)
     return metrics
 
 

@@ -1,4 +1,7 @@
-"""Epoch-end decisions that every process must take identically.
+"""The optimizer, its learning-rate schedules, early stopping and the best-epoch choice.
+
+:func:`build_optimizer` makes the parameter groups (weight decay off for biases and norms; layer-wise lr
+decay from timm). The epoch-end decisions below must be taken identically by every process.
 
 Feed these the validation loss *gathered over all processes* (``engine.evaluate`` does that), and
 every rank reaches the same decision: the same learning rate, the same best epoch, the same stop.
@@ -15,10 +18,12 @@ import math
 from typing import Any
 
 import torch
+from torch import nn
 
 __all__ = [
     "EarlyStopping",
     "build_cosine_scheduler",
+    "build_optimizer",
     "build_plateau_scheduler",
     "build_selection",
     "current_lr",
@@ -167,3 +172,64 @@ def selection_summary(
         "best_epoch": best_epoch,
         f"best_{select_metric}": by_epoch.get(best_epoch, {}).get(key) if best_epoch is not None else None,
     }
+
+
+def build_optimizer(
+    model: nn.Module,
+    name: str = "adam",
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    fused: bool = False,
+    layer_decay: float | None = None,
+) -> torch.optim.Optimizer:
+    """The optimizer by name (seed: Adam, lr 1e-3). Weight decay skips biases and norm parameters.
+
+    Args:
+        model: The network whose trainable parameters are optimised (frozen ones are left out).
+        name: ``adam``, ``adamw`` or ``sgd``.
+        lr: Learning rate (of the classifier, under ``layer_decay``).
+        weight_decay: Applied to weights only (not to biases or 1-d norm parameters).
+        momentum: Nesterov momentum for ``sgd``.
+        fused: Use PyTorch's fused single-kernel update (the training pipeline turns it on for CUDA:
+            one launch per step instead of a few per parameter group; same arithmetic).
+        layer_decay: Layer-wise lr decay. timm's ``param_groups_layer_decay`` numbers the layers with
+            the model's fine-grained ``group_matcher`` (stem 0, one per block, head last) and gives layer
+            ``i`` of ``n`` the scale ``layer_decay ** (n - i)``. The scale is folded into each group's
+            own ``lr`` (not left as timm's ``lr_scale``), so the cosine schedule, which anneals every
+            group from its own starting lr, and the plateau schedule, which multiplies each group's lr,
+            both keep the ratios. None or 1.0: two groups, one lr.
+
+    Raises:
+        ValueError: For an unknown ``name``, or ``layer_decay`` on a model without ``group_matcher``.
+    """
+    if layer_decay is not None and layer_decay != 1.0:
+        from timm.optim import param_groups_layer_decay
+
+        if getattr(model, "group_matcher", None) is None:
+            raise ValueError(
+                f"--layer_decay={layer_decay}: {type(model).__name__} defines no layer groups "
+                "(group_matcher); leave --layer_decay unset"
+            )
+        groups = param_groups_layer_decay(model, weight_decay=weight_decay, layer_decay=layer_decay)
+        for g in groups:
+            g["lr"] = lr * g.pop("lr_scale")
+    else:
+        decay, no_decay = [], []
+        for n, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim <= 1 or n.endswith(".bias") else decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+    # fused=None (not False) leaves PyTorch's own choice (foreach) in place.
+    kw = {"fused": True} if fused else {}
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, **kw)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, **kw)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True, **kw)
+    raise ValueError(f"--optimizer={name!r}: must be one of adam, adamw, sgd")

@@ -8,19 +8,22 @@ line naming the file, the option, the value and what is allowed; all YAML proble
 Flags may be spelled ``--data_dir`` or ``--data-dir`` (YAML keys too); abbreviations are refused
 (``--conf`` is not ``--config``: argparse would accept it, and the YAML would silently not load).
 
-The library never reads ``sys.argv``: callers pass the arguments (``recipes/_cli.py`` does).
+The library never reads ``sys.argv``: callers pass the arguments (``skinacc.cli`` does).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 from collections.abc import Callable, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from transformers import HfArgumentParser
 
-from skinacc.config import ConfigError, load_yaml_config, validate
+from skinacc.config.fields import KNOWLEDGE, ConfigError
+from skinacc.config.files import load_yaml_config, validate
 
 __all__ = ["ConfigArgumentParser", "parse_config"]
 
@@ -29,12 +32,19 @@ __all__ = ["ConfigArgumentParser", "parse_config"]
 Defaults = dict[str, Any] | Callable[[tuple[Any, ...]], dict[str, Any]] | None
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` keeps the description's lines (a command's launch lines stay copyable) and shows
+    each option's default."""
+
+
 class ConfigArgumentParser(HfArgumentParser):
     """``HfArgumentParser`` that raises :class:`ConfigError` instead of exiting, and refuses
     abbreviated flags. Takes the dataclasses, adds ``--config``."""
 
     def __init__(self, types: Sequence[type], description: str | None = None):
-        super().__init__(list(types), description=description, allow_abbrev=False)
+        super().__init__(
+            list(types), description=description, allow_abbrev=False, formatter_class=_HelpFormatter
+        )
         self.add_argument(
             "--config",
             default=None,
@@ -43,6 +53,14 @@ class ConfigArgumentParser(HfArgumentParser):
 
     def error(self, message: str):  # argparse's hook for every parse error
         raise ConfigError(message)
+
+    @staticmethod
+    def _parse_dataclass_field(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
+        # argparse takes the help text; the rest of the metadata is skinacc's (config.fields). A copy:
+        # HfArgumentParser rewrites the field's type in place.
+        f = copy.copy(field)
+        f.metadata = MappingProxyType({k: v for k, v in field.metadata.items() if k not in KNOWLEDGE})
+        HfArgumentParser._parse_dataclass_field(parser, f)
 
     def action(self, key: str) -> argparse.Action:
         return self._option_string_actions[f"--{key}"]

@@ -1,0 +1,27 @@
+"""Compare training runs side by side: accuracy, images/s, speed-up and scaling efficiency vs processes,
+FP32 vs fp16/bf16 throughput and memory.
+
+    python recipes/compare_runs.py --runs outputs/b3_1gpu_fp32 outputs/b3_1gpu_fp16 outputs/b3_4gpu_fp16 --output_dir outputs/compare
+    skinacc compare-runs --runs my-team/skinacc/abc123 my-team/skinacc/def456   # online W&B runs
+
+A run is a skinacc output directory, an offline W&B run folder, or a W&B run path entity/project/run_id.
+Runs are labelled by folder (by path where folder names repeat), and ``differs`` lists the options in
+which each differs from the others. Speed-up and scaling efficiency are computed only between process
+counts of otherwise equal runs (NaN where a set-up ran at one process count). Writes comparison.csv,
+comparison.md and PNG plots to --output_dir.
+"""
+
+from __future__ import annotations
+
+from skinacc.cli.common import parse_args
+from skinacc.compare import compare_runs
+from skinacc.config.tools import CompareArguments
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    (args,) = parse_args((CompareArguments,), argv, description=__doc__)
+    rows, table, plots = compare_runs(args.runs, args.output_dir)
+    print(table)
+    for p in plots:
+        print(p)
+    return rows

@@ -1,0 +1,27 @@
+"""Train a skin-disease classifier with Accelerate: DDP, mixed precision and dynamo from YAML.
+
+Launch settings (processes, precision, compile) come only from ``accelerate_configs/*.yaml``;
+hyper-parameters from the recipe config and flags (defaults < --config YAML < flags).
+
+    accelerate launch -q --config_file accelerate_configs/cpu.yaml --num_cpu_threads_per_process 2 \\
+        recipes/train.py --config recipes/configs/demo.yaml
+    accelerate launch --config_file accelerate_configs/4gpu_fp16.yaml -m skinacc train \\
+        --config recipes/configs/seed_b3.yaml --data_dir /data/massive-skin-disease
+    accelerate launch ... -m skinacc train ... --resume_from_checkpoint latest     # after a stop or crash
+
+Stop with SIGTERM or Ctrl+C: a checkpoint is saved at the next safe point and the run exits 143.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skinacc.cli.common import parse_args
+from skinacc.config import CONFIG_TYPES
+from skinacc.run import TrainingRun
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    data_args, model_args, args, log_args = parse_args(CONFIG_TYPES, argv, description=__doc__)
+    with TrainingRun(data_args, model_args, args, log_args) as run:
+        return run.run()

@@ -1,0 +1,316 @@
+"""A training run as a library object: its folder and lock, stop signals, resume, epochs, the final test,
+export and publishing.
+
+    from skinacc.config import DataArguments, ModelArguments, TrainArguments, LoggingArguments
+    from skinacc.run import TrainingRun
+
+    with TrainingRun(DataArguments(), ModelArguments(model="tf_efficientnet_lite0"),
+                     TrainArguments(epochs=2, output_dir="outputs/x"), LoggingArguments(report_to="none")) as run:
+        summary = run.run()          # or run.fit() (the epochs), then run.finish() (test, export, publish)
+
+Under ``accelerate launch`` every process builds the same run; the accelerator comes from the launch
+(or pass one). ``skinacc train`` / ``recipes/train.py`` parse flags and call exactly this. A stop (SIGTERM,
+Ctrl+C, a dead launcher; :mod:`skinacc.stopping`) raises :class:`skinacc.stopping.TrainingStopped` out of
+the ``with`` block after saving what it must; its ``note`` says how to continue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from skinacc.checkpoint import Checkpointer
+from skinacc.config import (
+    RUN_CONFIG,
+    DataArguments,
+    LoggingArguments,
+    ModelArguments,
+    TrainArguments,
+    config_to_dict,
+    save_config,
+)
+from skinacc.console import setup_logging
+from skinacc.data.plan import SKIP_LOG
+from skinacc.engine import TrainState
+from skinacc.evaluation import assert_ranks_agree, evaluate
+from skinacc.optim import build_selection, current_lr
+from skinacc.run.finish import finish_run
+from skinacc.run.setup import TrainingSetup, build_training
+from skinacc.rundir import claim_output_dir, write_history
+from skinacc.stopping import StopRequest, TrainingStopped
+from skinacc.tracking import format_epoch_line, launch_info, main_print, run_identity, start_tracking
+
+__all__ = ["TrainingRun", "make_accelerator"]
+
+
+def make_accelerator(args: TrainArguments, log_args: LoggingArguments):
+    """The ``Accelerator`` of a training run (launch settings come from ``accelerate launch``)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+
+    out = Path(args.output_dir)
+    return Accelerator(
+        gradient_accumulation_steps=args.grad_accum_steps,
+        log_with=None if log_args.report_to == "none" else log_args.report_to,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+        # Seedable sampler: the shuffle order is a function of (seed, epoch), so a resume is exact.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, non_blocking=True),
+        step_scheduler_with_optimizer=False,
+    )
+
+
+class TrainingRun:
+    """One training run, used as a context manager.
+
+    Entering takes the output folder (one run per folder, a lock for its lifetime), installs the stop
+    handlers, builds every piece (:func:`skinacc.run.setup.build_training`), resumes from a checkpoint
+    when asked, saves the resolved config and starts the tracker. Leaving ends the tracker after a stop,
+    and gives back the signal handlers and the lock, however the block ends.
+
+    Args:
+        data_args, model_args, args, log_args: The run's validated configs.
+        accelerator: An ``Accelerator`` to use (default: :func:`make_accelerator`).
+        watch_launcher: Ask for SIGTERM when the parent process dies, so that a killed launcher stops
+            its ranks. Default: when started by ``accelerate launch`` (it sets ``ACCELERATE_DYNAMO_BACKEND``
+            for every process it starts); a run called in-process leaves its caller alone.
+    """
+
+    def __init__(
+        self,
+        data_args: DataArguments,
+        model_args: ModelArguments,
+        args: TrainArguments,
+        log_args: LoggingArguments,
+        *,
+        accelerator=None,
+        watch_launcher: bool | None = None,
+    ):
+        self.data_args, self.model_args, self.args, self.log_args = data_args, model_args, args, log_args
+        self.out = Path(args.output_dir)
+        self.accelerator = accelerator or make_accelerator(args, log_args)
+        if watch_launcher is None:
+            watch_launcher = "ACCELERATE_DYNAMO_BACKEND" in os.environ
+        self.watch_launcher = watch_launcher
+        self.stop: StopRequest | None = None
+        self._lock = None
+        self.setup: TrainingSetup | None = None
+        self.state = TrainState(
+            world_size=self.accelerator.num_processes, process_index=self.accelerator.process_index
+        )
+
+    # ------------------------------------------------------------------------------------------------
+    # Lifecycle
+
+    def __enter__(self) -> TrainingRun:
+        acc = self.accelerator
+        # Logs and warnings once per job (main process); progress bars off with --disable_tqdm/TQDM_DISABLE.
+        setup_logging(acc.is_main_process, self.log_args.disable_tqdm)
+        # Before anything is written: one run per folder at a time, never two runs mixed in one folder.
+        if acc.is_main_process:
+            self._lock = claim_output_dir(
+                self.out, bool(self.args.resume_from_checkpoint), self.args.overwrite_output_dir
+            )
+        acc.wait_for_everyone()
+        # SIGTERM, Ctrl+C or a dead launcher: stop at the next safe point (saving what is needed), exit 143.
+        self.stop = StopRequest(acc, watch_parent=self.watch_launcher)
+        try:
+            self._start()
+        except BaseException as e:
+            self.__exit__(type(e), e, e.__traceback__)
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if isinstance(exc, TrainingStopped):
+                signal = self.stop.signal if self.stop else None
+                main_print(
+                    self.accelerator,
+                    f"stopped by {signal or 'a stop request'} during {exc.phase}: {exc.note}",
+                )
+                self.accelerator.end_training()
+        finally:
+            if self.setup is not None:
+                self.setup.plan.close()  # the loaders' workers end with the run, not at the next GC
+            if self.stop is not None:
+                self.stop.restore()
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _start(self) -> None:
+        from accelerate.utils import set_seed
+
+        acc, args, model_args = self.accelerator, self.args, self.model_args
+        set_seed(args.seed)
+        self.setup = s = build_training(acc, self.data_args, model_args, args)
+        data = s.plan.data
+        # The epoch-level plateau (or the per-step cosine) and early stopping on --select_metric; none of
+        # them goes through accelerator.prepare (see skinacc.optim).
+        self.scheduler, self.stopper = build_selection(args, s.optimizer, s.lr_scheduler)
+        self.launch = launch_info(acc)
+        self.identity = run_identity(
+            model_args.model, self.launch, data.report.source, model_args.channels_last
+        )
+        self.options = config_to_dict(self.data_args, model_args, args, self.log_args)
+        states = {"scheduler": self.scheduler, "early_stopping": self.stopper, "train_state": self.state}
+        self.ckpt = Checkpointer(
+            acc,
+            self.out / "checkpoints",
+            {"model": model_args.model, "class_names": data.class_names},
+            states | ({"ema": s.ema} if s.ema else {}),
+            args.keep_last_checkpoints,
+            self.options,
+        )
+        if args.resume_from_checkpoint:
+            path = self.ckpt.resume(args.resume_from_checkpoint)
+            if s.lr_scheduler is not None:
+                s.lr_scheduler.step_update(self.state.global_step)
+            st = self.state
+            main_print(
+                acc,
+                f"resumed from {path}: epoch {st.epoch + 1}, batch {st.batch_in_epoch}, step {st.global_step}",
+            )
+        else:
+            self.ckpt.warn_if_disk_is_short(s.model, s.optimizer, s.ema)
+        if self.stop.requested(0, force=True):  # a stop during data loading and set-up
+            raise self.halt("set-up", save=False)
+        extra = {"launch": self.launch, "run": self.identity, "resolved": s.resolved()}
+        if acc.is_main_process:
+            save_config(self.out / RUN_CONFIG, self.data_args, model_args, args, self.log_args, extra=extra)
+            data.report.save(self.out / "data_report.json")
+        start_tracking(acc, self.log_args, self.options | extra, self.out, "train", **self.identity)
+
+    def halt(self, phase: str, save: bool) -> TrainingStopped:
+        """The stop to raise during ``phase``, after saving a checkpoint when the phase needs one."""
+        if save:
+            self.ckpt.save()
+        if self.ckpt.last is None:
+            note = "nothing to save yet; run the same command again"
+        else:
+            where = (
+                f"checkpoint {self.ckpt.last} saved"
+                if save
+                else f"the last checkpoint, {self.ckpt.last}, holds the training"
+            )
+            note = f"{where}; continue with --resume_from_checkpoint latest"
+        return TrainingStopped(phase, note)
+
+    # ------------------------------------------------------------------------------------------------
+    # The epochs
+
+    @property
+    def validates(self) -> bool:
+        """Whether epochs are validated (not under ``--final_fit``)."""
+        return not self.args.final_fit
+
+    def run(self) -> dict[str, Any]:
+        """:meth:`fit`, then :meth:`finish`; the run's summary (also ``summary.json``)."""
+        self.fit()
+        return self.finish()
+
+    def fit(self) -> list[dict[str, Any]]:
+        """Train the remaining epochs (until ``--epochs`` or early stopping); the history."""
+        while self.state.epoch < self.args.epochs and not self.stopper.should_stop:
+            self.epoch()
+        if self.stopper.should_stop:
+            st = self.stopper
+            main_print(
+                self.accelerator,
+                f"early stopping: no {self.args.select_metric} improvement for {st.bad_epochs} epochs (best {st.best:.4f} at epoch {st.best_epoch})",
+            )
+        return self.state.history
+
+    def _on_step(self, st: TrainState, loss: torch.Tensor) -> None:
+        # First: after a stop signal the tracker's own process may be gone, and the save must come fast.
+        if self.stop.requested(st.global_step):
+            raise self.halt("training", save=True)
+        acc, args = self.accelerator, self.args
+        if self.log_args.report_to != "none" and st.global_step % args.log_every_n_steps == 0:
+            acc.log(
+                {
+                    "train/step_loss": acc.reduce(loss, "mean").item(),
+                    "train/lr": current_lr(self.setup.optimizer),
+                },
+                step=st.global_step,
+            )
+        if args.checkpoint_every_n_steps and st.global_step % args.checkpoint_every_n_steps == 0:
+            self.ckpt.save()
+
+    def epoch(self) -> dict[str, Any]:
+        """Train, validate and checkpoint the current epoch (or its rest, after a resume); its record."""
+        acc, args, s, state = self.accelerator, self.args, self.setup, self.state
+        epoch = state.epoch
+        tr = s.train_epoch(state, on_step=self._on_step)
+        lr = current_lr(s.optimizer)  # the epoch's (plateau) or its last step's (cosine) lr
+        # Epochs are numbered from 1 wherever a user sees them (console, history, card, summary, W&B).
+        record = {"epoch": epoch + 1, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"]}
+        improved = False
+        if self.validates:
+            try:
+                val = evaluate(acc, s.predictor(), s.plan.val_loader, desc="validate",
+                               check_stop=self.stop.checker("validation"))  # fmt: skip
+            except TrainingStopped:
+                # The epoch's training is done: save it; a resume validates it and goes on from there.
+                raise self.halt("validation", save=True) from None
+            assert_ranks_agree(acc, val.loss, "validation loss")
+            vm = val.headline_metrics(s.plan.data.class_names)
+            record |= {f"val_{k}": v for k, v in vm.items()}
+            monitored = vm[args.select_metric.removeprefix("val_")]
+            if s.lr_scheduler is None:
+                self.scheduler.step(monitored)  # same gathered value on every rank: same decision everywhere
+            improved = self.stopper.step(monitored, epoch + 1)
+        # This epoch's weights become the model: the best so far, or every epoch under --select_epoch
+        # last and --final_fit (the last epoch is the model).
+        keep = improved or args.select_epoch == "last" or not self.validates
+        record |= {k: tr[k] for k in ("images_per_sec", "data_wait_pct", "step_time_ms", "peak_mem_mb")}
+        record |= {
+            "lr": lr,
+            "epoch_seconds": tr["seconds"],
+            "global_step": state.global_step,
+            "is_best": improved,  # the best --select_metric so far
+            "is_model": keep,  # these weights are in best/ (the run's model) now
+        }
+        state.history.append(record)
+        if keep and acc.is_main_process:
+            self._export_best(record)
+        state.epoch += 1
+        state.start_epoch()
+        self.ckpt.save()
+        main_print(acc, format_epoch_line(record, args.epochs))
+        if acc.is_main_process:
+            write_history(self.out, state.history)
+            report = s.plan.data.report
+            if report.add_skipped(self.out / SKIP_LOG):  # images that failed to decode this epoch
+                report.save(self.out / "data_report.json")
+        acc.log({f"epoch/{k}": float(v) for k, v in record.items()}, step=state.global_step)
+        if self.stop.requested(state.global_step, force=True):  # a stop during the epoch's end: saved above
+            raise self.halt("the end of an epoch", save=False)
+        return record
+
+    def _export_best(self, record: dict[str, Any]) -> None:
+        from skinacc.artifact import save_timm_folder
+
+        s = self.setup
+        facts = {k: v for k, v in record.items() if k.startswith("val_")}
+        meta = {"epoch": record["epoch"], **facts, "ema": s.ema is not None, "weights": s.weights.describe()}
+        save_timm_folder(
+            self.accelerator.unwrap_model(s.eval_model, keep_torch_compile=False),
+            self.out / "best",
+            s.plan.data.class_names,
+            s.eval_cfg,  # what the model is validated and served at
+            {"skinacc.json": json.dumps(meta, indent=2)},
+            inference={"tta": self.args.tta, "temperature": 1.0},
+        )
+
+    # ------------------------------------------------------------------------------------------------
+    # The end
+
+    def finish(self) -> dict[str, Any]:
+        """Calibrate and test the run's model, write the summary, plots and tracker end, publish; the
+        summary (see :func:`skinacc.run.finish.finish_run`)."""
+        return finish_run(self)
