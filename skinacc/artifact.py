@@ -23,6 +23,7 @@ import timm
 import torch
 from torch import nn
 
+from skinacc.clinical.decision import DecisionRules
 from skinacc.data.data_config import DataConfig, resolve_data_config
 
 __all__ = [
@@ -53,6 +54,7 @@ class LoadedModel(NamedTuple):
     data_cfg: DataConfig
     tta: str = "none"  # test-time augmentation its reported metrics used
     temperature: float = 1.0  # softmax temperature fitted by --calibrate (1: uncalibrated)
+    decision: DecisionRules = DecisionRules()  # operating points / abstention chosen on validation
 
 
 def _timm_config(model: nn.Module, label_names: list[str], data_cfg: DataConfig) -> dict[str, Any]:
@@ -198,6 +200,7 @@ def load_model(spec: str, device: str | torch.device = "cpu") -> LoadedModel:
         data_cfg,
         tta=str(settings.get("tta", "none")),
         temperature=float(settings.get("temperature", 1.0)),
+        decision=DecisionRules.from_dict(settings.get("decision")),
     )
 
 

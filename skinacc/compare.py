@@ -20,8 +20,10 @@ __all__ = [
     "compare_runs",
     "flat_config",
     "label_differences",
+    "paired_comparison",
     "records_markdown",
     "run_record",
+    "write_paired",
 ]
 
 #: The columns of ``comparison.csv`` / ``comparison.md``.
@@ -249,3 +251,100 @@ def compare_runs(
     table = records_markdown(rows, COLUMNS)
     (out / "comparison.md").write_text(table)
     return rows, table, plot_run_comparison(rows, out)
+
+
+def write_paired(rows: list[dict[str, Any]], output_dir: str | os.PathLike) -> tuple[Path, str]:
+    """Write :func:`paired_comparison`'s rows as ``paired.csv``; returns its path and a Markdown table."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = [
+        "run_a",
+        "run_b",
+        "metric",
+        "a",
+        "b",
+        "difference",
+        "ci_low",
+        "ci_high",
+        "share_above_zero",
+        "unit",
+    ]
+    with (out / "paired.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    lines = [
+        "| a | b | metric | a | b | a - b [95% CI] | resamples with a > b |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['run_a']} | {r['run_b']} | {r['metric']} | {r['a']:.4f} | {r['b']:.4f} | "
+            f"{r['difference']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {r['share_above_zero']:.2f} |"
+        )
+    return out / "paired.csv", "\n".join(lines)
+
+
+def _image_groups(run_dir: Path, paths: list[str]) -> tuple[list[str] | None, str | None]:
+    """Group of each image of a run's predictions (its ``--group_column`` in its metadata CSV), or None."""
+    from skinacc.config import read_run_config
+    from skinacc.data.folder import find_metadata_file, read_metadata
+
+    data = read_run_config(run_dir).get("data", {})
+    column = data.get("group_column")
+    report = run_dir / "data_report.json"
+    root = json.loads(report.read_text()).get("root") if report.is_file() else data.get("data_dir")
+    if not column or not root:
+        return None, None
+    csv_path = data.get("metadata_file") or find_metadata_file(root, Path(root))
+    if not csv_path:
+        return None, None
+    rows = read_metadata(Path(csv_path), Path(root), Path(root))
+    return [rows.get(str((Path(root) / p).resolve()), {}).get(column, "") for p in paths], column
+
+
+def paired_comparison(runs: list[str], split: str, n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+    """The first run against each other one on the same images of ``split``: per headline metric, the
+    difference with a bootstrap CI over whole groups (the same resamples for both models).
+
+    Raises:
+        FileNotFoundError: A run without ``eval_<split>/predictions.csv``.
+        ValueError: The runs' predictions are not of the same images.
+    """
+    import numpy as np
+
+    from skinacc.clinical import group_ids, paired_bootstrap, resolve_label_groups
+    from skinacc.clinical.report import ClinicalInputs, metric_function
+    from skinacc.metrics.report import read_predictions
+
+    def load(run: str):
+        path = Path(run) / f"eval_{split}" / "predictions.csv"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"--paired_split={split!r}: {path} not found (evaluate the run on {split} first)"
+            )
+        return read_predictions(path)
+
+    ya, pa, names, paths = load(runs[0])
+    groups, column = _image_groups(Path(runs[0]), paths)
+    gid = group_ids(groups, len(paths))
+    lg = resolve_label_groups("auto", names)
+
+    def fn(labels, probs):
+        x = ClinicalInputs(labels, probs, names, label_groups=lg)
+        return metric_function(x)
+
+    out = []
+    for other in runs[1:]:
+        yb, pb, names_b, paths_b = load(other)
+        if sorted(paths_b) != sorted(paths) or names_b != names:
+            raise ValueError(
+                f"--paired_split={split!r}: {runs[0]} and {other} were not evaluated on the same images and classes"
+            )
+        order = {p: i for i, p in enumerate(paths_b)}
+        idx = np.array([order[p] for p in paths])
+        yb, pb = yb[idx], pb[idx]
+        diff = paired_bootstrap(fn(ya, pa), fn(yb, pb), gid, n_boot, seed=seed)
+        for metric, d in diff.items():
+            out.append({"run_a": runs[0], "run_b": other, "metric": metric, "unit": column or "image", **d})
+    return out

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from skinacc.artifact import LoadedModel
+from skinacc.clinical.decision import DISCLAIMER
+from skinacc.clinical.selective import view_disagreement
 from skinacc.data.images import open_image
 from skinacc.inference import preprocess
 from skinacc.model_card import read_model_card
@@ -65,6 +67,7 @@ class Prediction:
     view: np.ndarray | None = None
     overlay: np.ndarray | None = None
     error: str | None = None
+    decision: dict[str, Any] | None = None
 
 
 class ImageClassifier:
@@ -167,7 +170,13 @@ class ImageClassifier:
                 error=f"`{Path(path).name}` could not be decoded ({_short(bad[0])}): the file is damaged "
                 f"or incomplete. Upload a {ACCEPTED}."
             )
-        probs = self.predictor(pixels)[0]
+        z = self.predictor.logits(pixels).cpu()
+        probs = self.predictor.probs(z)[0]
+        decision = None
+        if self.loaded.decision:  # the model's rules, chosen on validation (skinacc.clinical.decision)
+            views = self.predictor.probs(z.reshape(-1, z.shape[-1])).reshape(z.shape)
+            disagreement = view_disagreement(views) if z.shape[1] > 1 else None
+            decision = self.loaded.decision.decide(probs[None], self.labels, disagreement)[0]
         order = np.argsort(-probs)[: self.top_k]
         top = [(self.labels[i], float(probs[i])) for i in order]
         view = pixels[0].permute(1, 2, 0).numpy()
@@ -177,7 +186,21 @@ class ImageClassifier:
 
             res = self.explainer(pixels, [int(order[0])])
             cam = overlay(view, res.cams[0])
-        return Prediction(top_k=top, view=view, overlay=cam)
+        return Prediction(top_k=top, view=view, overlay=cam, decision=decision)
+
+
+def decision_markdown(d: dict[str, Any] | None) -> str:
+    """The model's decisions for one image as page text, with the not-a-medical-device wording."""
+    if not d:
+        return ""
+    lines = [
+        f"- {k}: {v['probability']:.1%}, **{v['decision']}** ({v['rule']})"
+        for k, v in d.items()
+        if k != "uncertain"
+    ]
+    if d.get("uncertain"):
+        lines.append("- **uncertain: refer** (the model is less sure than on most validation images)")
+    return "\n\nDecision rules stored with the model:\n" + "\n".join(lines) + f"\n\n*{DISCLAIMER}*"
 
 
 DISPLAY_SIZE = 288  # small model inputs (e.g. 160 px) are enlarged for the page
@@ -255,6 +278,7 @@ def build_demo(
         if pred.overlay is not None:
             text += f". The heat map shows the regions that raised the score of *{label}* (Grad-CAM)."
             panels += [np.full_like(pred.view[:, :8], 255), pred.overlay]
+        text += decision_markdown(pred.decision)
         return text, dict(pred.top_k), _at_least(np.concatenate(panels, 1), DISPLAY_SIZE)
 
     with gr.Blocks(title=f"skinacc: {model_name}", analytics_enabled=False) as demo:

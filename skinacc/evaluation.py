@@ -18,11 +18,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from skinacc.calibration import calibrate, probs_from_logits
+from skinacc.calibration import calibrate as calibrate_temperature
+from skinacc.calibration import probs_from_logits
 from skinacc.console import progress_bar
 from skinacc.predictor import Predictor
 
-__all__ = ["EvalOutput", "PredictionLog", "assert_ranks_agree", "calibrate_and_test", "evaluate"]
+__all__ = [
+    "EvalOutput",
+    "PredictionLog",
+    "assert_ranks_agree",
+    "calibrate_and_test",
+    "evaluate",
+    "stress_test",
+]
 
 
 @dataclass
@@ -68,6 +76,18 @@ class EvalOutput:
         m = compute_all(self.labels, self.probs, class_names, top_k=())
         keep = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "ece")
         return {"loss": self.loss} | {k: m[k] for k in keep} | {"images": len(self.labels)}
+
+    @property
+    def disagreement(self) -> np.ndarray | None:
+        """Per image, the share of test-time-augmentation views whose top class differs from the
+        averaged prediction's (None with one view): the ``tta_disagreement`` uncertainty."""
+        if self.logits.ndim != 3 or self.logits.shape[1] < 2:
+            return None
+        from scipy.special import softmax
+
+        from skinacc.clinical.selective import view_disagreement
+
+        return view_disagreement(softmax(self.logits.astype(np.float64) / self.temperature, axis=-1))
 
     def uncalibrated_ece(self) -> float:
         """ECE of the probabilities at temperature 1 (what a calibration started from)."""
@@ -147,8 +167,9 @@ def evaluate(
 
 class PredictionLog:
     """Evaluation results appended batch by batch to a binary file of fixed-size records
-    (``sample_id`` int64, ``label`` int64, ``probs`` float32 x classes), so that an evaluation of any
-    size keeps flat memory and one that stopped continues where its file ends.
+    (``sample_id`` int64, ``label`` int64, ``probs`` float32 x classes, ``disagreement`` float32: the
+    share of TTA views disagreeing with the average), so that an evaluation of any size keeps flat memory
+    and one that stopped continues where its file ends.
 
     A JSON sidecar (``<path>.json``) records what produced the records (model, split, TTA,
     temperature); :meth:`start` refuses to continue records made otherwise.
@@ -159,7 +180,14 @@ class PredictionLog:
 
         self.path = Path(path)
         self.meta_path = self.path.with_name(self.path.name + ".json")
-        self.dtype = np.dtype([("sample_id", "<i8"), ("label", "<i8"), ("probs", "<f4", (num_classes,))])
+        self.dtype = np.dtype(
+            [
+                ("sample_id", "<i8"),
+                ("label", "<i8"),
+                ("probs", "<f4", (num_classes,)),
+                ("disagreement", "<f4"),
+            ]
+        )
 
     def start(self, settings: dict[str, Any], resume: bool) -> np.ndarray:
         """Begin (truncating any old records) or, with ``resume``, continue: returns the sample ids
@@ -187,16 +215,27 @@ class PredictionLog:
         self.path.write_bytes(b"")
         return np.zeros(0, np.int64)
 
-    def append(self, sample_ids: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> None:
+    def append(
+        self,
+        sample_ids: np.ndarray,
+        labels: np.ndarray,
+        probs: np.ndarray,
+        disagreement: np.ndarray | None = None,
+    ) -> None:
         rec = np.empty(len(sample_ids), self.dtype)
         rec["sample_id"], rec["label"], rec["probs"] = sample_ids, labels, probs
+        rec["disagreement"] = 0.0 if disagreement is None else disagreement
         with self.path.open("ab") as f:
             f.write(rec.tobytes())
 
     def read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(sample_ids, labels, probs)`` of every whole record."""
-        rec = np.fromfile(self.path, dtype=self.dtype) if self.path.is_file() else np.zeros(0, self.dtype)
+        rec = self.records()
         return rec["sample_id"].copy(), rec["label"].copy(), rec["probs"].astype(np.float64)
+
+    def records(self) -> np.ndarray:
+        """Every whole record (a structured array with the fields above)."""
+        return np.fromfile(self.path, dtype=self.dtype) if self.path.is_file() else np.zeros(0, self.dtype)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -210,30 +249,72 @@ def calibrate_and_test(
     val_loader=None,
     test_loader=None,
     stop=None,
-) -> tuple[dict[str, float] | None, EvalOutput | None]:
-    """The end of a run: fit a temperature on ``val_loader`` (when given), then evaluate ``test_loader``
-    (when given) at that temperature, both with the predictor's test-time augmentation.
+    calibrate: bool = True,
+) -> tuple[dict[str, float] | None, EvalOutput | None, EvalOutput | None]:
+    """The end of a run: evaluate ``val_loader`` (when given) and fit a temperature on it (``calibrate``),
+    then evaluate ``test_loader`` (when given) at that temperature, both with the predictor's
+    test-time augmentation.
 
     Args:
         predictor: The run's model at temperature 1, with the TTA of its final test.
         stop: A :class:`skinacc.stopping.StopRequest`: a stop abandons the calibration or the test
             (:class:`skinacc.stopping.TrainingStopped` is raised).
+        calibrate: Fit the temperature on validation (else validation is only predicted, e.g. to choose
+            decision thresholds on it).
 
     Returns:
-        ``(calibration, test)``: :func:`skinacc.calibration.calibrate`'s figures (or None) and the
-        test :class:`EvalOutput` (or None).
+        ``(calibration, validation, test)``: :func:`skinacc.calibration.calibrate`'s figures (or None),
+        and the validation and test :class:`EvalOutput` at the final temperature (or None).
     """
-    cal = None
+    cal = val = None
     checks = (lambda phase: None) if stop is None else stop.checker
     if val_loader is not None:
-        val = evaluate(accelerator, predictor, val_loader, desc="calibrate", check_stop=checks("calibration"))
-        cal = calibrate(val.logits, val.labels) | {"images": len(val.labels)}
-        predictor = copy.copy(predictor)
-        predictor.temperature = cal["temperature"]
+        desc = "calibrate" if calibrate else "validation"
+        val = evaluate(accelerator, predictor, val_loader, desc=desc, check_stop=checks("calibration"))
+        if calibrate:
+            cal = calibrate_temperature(val.logits, val.labels) | {"images": len(val.labels)}
+            predictor = copy.copy(predictor)
+            predictor.temperature = val.temperature = cal["temperature"]
     test = None
     if test_loader is not None:
         test = evaluate(accelerator, predictor, test_loader, desc="test", check_stop=checks("final test"))
-    return cal, test
+    return cal, val, test
+
+
+@torch.no_grad()
+def stress_test(
+    accelerator, predictor: Predictor, loader, perturbations: tuple[str, ...] | None = None
+) -> dict[str, float]:
+    """Share of images whose top class changes under each perturbation (:mod:`skinacc.clinical.shift`),
+    predicted with the predictor's TTA and gathered so every image counts once.
+
+    Returns:
+        ``{perturbation: flip rate}`` (the same on every process).
+    """
+    from skinacc.clinical.shift import PERTURBATIONS, perturb
+
+    names = perturbations or PERTURBATIONS
+    predictor.model.eval()
+    flips = torch.zeros(len(names), dtype=torch.float64)
+    seen = 0
+    t = predictor.temperature  # the averaged views' top class can depend on it
+
+    def top(v: torch.Tensor) -> torch.Tensor:
+        return (predictor.logits(v) / t).softmax(-1).mean(1).argmax(1)
+
+    bar = progress_bar(
+        loader, desc="stress", show=accelerator.is_main_process, leave=False, dynamic_ncols=True
+    )
+    with bar:
+        for batch in bar:
+            x = batch["pixel_values"]
+            preds = [top(x)] + [top(perturb(x, n)) for n in names]
+            got = accelerator.gather_for_metrics((torch.stack(preds, 1), batch["sample_id"]))
+            p, ids = got
+            p = p[ids >= 0].cpu()
+            seen += len(p)
+            flips += (p[:, 1:] != p[:, :1]).sum(0).double()
+    return {n: float(f / max(seen, 1)) for n, f in zip(names, flips)}
 
 
 def assert_ranks_agree(accelerator, value: float, name: str) -> None:

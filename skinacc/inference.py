@@ -10,8 +10,9 @@ import glob
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,9 +22,13 @@ from skinacc.data.images import IMAGE_EXTENSIONS
 from skinacc.data.transforms import ImageTransform
 from skinacc.predictor import Predictor, set_memory_format
 
+if TYPE_CHECKING:
+    from skinacc.clinical.decision import DecisionRules
+
 __all__ = [
     "collect_images",
     "iter_predictions",
+    "iter_probs",
     "predict_images",
     "preprocess",
 ]
@@ -91,6 +96,7 @@ def iter_predictions(
     workers: int = 0,
     total: int | None = None,
     channels_last: bool = True,
+    decision: DecisionRules | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Top-k predictions batch by batch, for inputs of any size: files are read as they come, decoded by
     ``workers`` processes a few batches ahead of the model, and nothing is kept once yielded.
@@ -104,67 +110,87 @@ def iter_predictions(
         channels_last: Run the model and batches in channels-last memory format (the same arithmetic;
             faster convolutions on CPU and on tensor cores); ``False``: the contiguous (NCHW) layout.
             Converts ``model`` in place either way.
+        decision: The model's stored decision rules (:class:`skinacc.clinical.DecisionRules`): each result
+            then carries ``decision`` (per operating point P(group) and "refer"/"no referral suggested",
+            and ``uncertain`` with an abstention rule).
 
     Yields:
-        For every batch, one dict per file: ``path``, ``top_k`` (list of ``{"label", "prob"}``), or
-        ``error`` if it could not be decoded.
+        For every batch, one dict per file: ``path``, ``top_k`` (list of ``{"label", "prob"}``) and
+        ``decision`` (with rules), or ``error`` if it could not be decoded.
     """
-    from skinacc.data.pool import ordered_map
-
     device = torch.device(device)
     model = set_memory_format(model.to(device), channels_last).eval()
     predictor = Predictor(
         model, cfg, tta=tta, temperature=temperature, device=device, channels_last=channels_last
     )
     k = min(top_k, len(label_names))
-
-    def chunks() -> Iterator[tuple[list[str], DataConfig]]:
-        chunk: list[str] = []
-        for f in files:
-            chunk.append(f)
-            if len(chunk) == batch_size:
-                yield chunk, cfg
-                chunk = []
-        if chunk:
-            yield chunk, cfg
-
-    def decoded() -> Iterator[tuple[list[str], torch.Tensor, dict[int, str]]]:
-        # The chunk's file names travel beside the job: the pool returns results in order.
-        queue: list[list[str]] = []
-
-        def jobs():
-            for c in chunks():
-                queue.append(c[0])
-                yield c
-
-        for x, bad in ordered_map(_preprocess_job, jobs(), workers, prefetch=2):
-            yield queue.pop(0), x, bad
-
     bar = progress_bar(total=total, desc="predict", show=progress, unit="img", dynamic_ncols=True)
-    for chunk, x, bad in decoded():
-        if len(x):
-            probs = torch.from_numpy(predictor(x))
-        else:
-            probs = torch.empty(0, len(label_names))
-        pv, pi = probs.topk(k, dim=-1)
+    for chunk, probs, disagreement, bad in iter_probs(predictor, files, batch_size, workers):
+        if len(probs):
+            pv, pi = torch.from_numpy(probs).topk(k, dim=-1)
+        rules = decision.decide(probs, list(label_names), disagreement) if decision and len(probs) else None
         row = 0
         out: list[dict[str, Any]] = []
         for i, f in enumerate(chunk):
             if i in bad:
                 out.append({"path": f, "error": f"could not decode image ({bad[i]})"})
                 continue
-            out.append(
-                {
-                    "path": f,
-                    "top_k": [
-                        {"label": label_names[int(j)], "prob": float(v)} for v, j in zip(pv[row], pi[row])
-                    ],
-                }
-            )
+            r: dict[str, Any] = {
+                "path": f,
+                "top_k": [{"label": label_names[int(j)], "prob": float(v)} for v, j in zip(pv[row], pi[row])],
+            }
+            if rules is not None:
+                r["decision"] = rules[row]
+            out.append(r)
             row += 1
         bar.update(len(chunk))
         yield out
     bar.close()
+
+
+def iter_probs(
+    predictor: Predictor, files: Iterable[str], batch_size: int = 64, workers: int = 0
+) -> Iterator[tuple[list[str], np.ndarray, np.ndarray | None, dict[int, str]]]:
+    """Probabilities of image files batch by batch, decoded by ``workers`` processes a few batches ahead.
+
+    Yields:
+        ``(files, probs (n, C), disagreement (n,) or None, bad)``: the chunk's files, the probabilities of
+        those that decoded (in order), the share of TTA views disagreeing with the average (None without
+        TTA), and ``{index in chunk: reason}`` for those that did not.
+    """
+    from skinacc.clinical.selective import view_disagreement
+    from skinacc.data.pool import ordered_map
+
+    def chunks() -> Iterator[tuple[list[str], DataConfig]]:
+        chunk: list[str] = []
+        for f in files:
+            chunk.append(f)
+            if len(chunk) == batch_size:
+                yield chunk, predictor.data_cfg
+                chunk = []
+        if chunk:
+            yield chunk, predictor.data_cfg
+
+    # The chunk's file names travel beside the job: the pool returns results in order.
+    queue: list[list[str]] = []
+
+    def jobs():
+        for c in chunks():
+            queue.append(c[0])
+            yield c
+
+    n_classes = None
+    for x, bad in ordered_map(_preprocess_job, jobs(), workers, prefetch=2):
+        chunk = queue.pop(0)
+        if len(x):
+            with torch.no_grad():
+                z = predictor.logits(x).cpu()
+            probs = predictor.probs(z)
+            n_classes = probs.shape[1]
+            views = predictor.probs(z.reshape(-1, z.shape[-1])).reshape(z.shape) if z.shape[1] > 1 else None
+            yield chunk, probs, None if views is None else view_disagreement(views), bad
+        else:
+            yield chunk, np.zeros((0, n_classes or 0)), None, bad
 
 
 def predict_images(

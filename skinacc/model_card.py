@@ -32,6 +32,7 @@ def write_model_card(
     license: str | None = None,
     base_model: str | None = None,
     datasets: list[str] | None = None,
+    clinical: str | None = None,
 ) -> str:
     """A model card (``README.md`` with Hub metadata) for a skin-lesion classifier, built with
     ``huggingface_hub``'s ``ModelCard``/``ModelCardData``/``EvalResult``.
@@ -47,6 +48,7 @@ def write_model_card(
             None writes ``other`` and says the training data's terms apply.
         base_model: Hub id of the starting weights, when they came from the Hub.
         datasets: Hub ids of the training data, when it came from the Hub.
+        clinical: The clinical evaluation's section (:func:`clinical_section`), when there is one.
 
     Returns:
         Markdown text with a YAML front matter.
@@ -106,6 +108,7 @@ especially on skin tones, devices, body sites and conditions under-represented i
 |---|---|
 {metric_table}
 
+{clinical or ""}
 ## Training set-up
 | setting | value |
 |---|---|
@@ -134,6 +137,38 @@ stored under `skinacc` in `config.json`; timm and transformers give the uncalibr
 - Class balance in training does not reflect clinical prevalence; probabilities are not clinical risks.
 """
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
+
+
+def clinical_section(report: dict[str, Any], rules: list[str]) -> str:
+    """The model card's "Clinical evaluation" section: the decision rules stored with the model and the
+    test split's figures with their confidence intervals (``clinical.json``)."""
+
+    def iv(v: dict[str, float]) -> str:
+        return f"{v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+
+    b = report["bootstrap"]
+    unit = "images" if b["unit"] == "image" else f"whole {b['unit']} groups"
+    rows = [f"| {k} | {iv(v)} |" for k, v in report["headline"].items()]
+    for name, g in report.get("label_groups", {}).items():
+        rows += [f"| {name} vs rest: {k} | {iv(v)} |" for k, v in g.items() if isinstance(v, dict)]
+    for op in report.get("operating_points", []):
+        rows += [
+            f"| {op['rule']} (threshold {op['threshold']:.4f}, chosen on {op['chosen_on']}): {k} | {iv(op[k])} |"
+            for k in ("sensitivity", "specificity", "ppv", "npv")
+        ]
+    rule_text = "\n".join(f"- {r}" for r in rules) if rules else "- none stored"
+    return f"""
+## Clinical evaluation (test split)
+{b["images"]} images; {b["level"]:.0%} confidence intervals from {b["resamples"]} bootstrap resamples of {unit}.
+
+| metric | value [{b["level"]:.0%} CI] |
+|---|---|
+{chr(10).join(rows)}
+
+Decision rules stored with the model (applied by `skinacc predict` and the web demo; thresholds on the
+model's own probabilities, not a diagnosis):
+{rule_text}
+"""
 
 
 def read_model_card(spec: str) -> str | None:
@@ -280,6 +315,13 @@ def run_model_card(run_dir: str | os.PathLike, repo_id: str | None = None, licen
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "best" / "config.json").read_text())
     f = _card_facts(run_dir)
+    clinical = None
+    cfile = run_dir / "eval_test" / "clinical.json"
+    if cfile.is_file():
+        from skinacc.clinical import DecisionRules
+
+        rules = DecisionRules.from_dict(cfg.get("skinacc", {}).get("decision")).describe()
+        clinical = clinical_section(json.loads(cfile.read_text()), rules)
     return write_model_card(
         cfg["label_names"],
         cfg["architecture"],
@@ -290,4 +332,5 @@ def run_model_card(run_dir: str | os.PathLike, repo_id: str | None = None, licen
         license=license,
         base_model=f["base_model"],
         datasets=f["datasets"],
+        clinical=clinical,
     )

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from skinacc.artifact import load_model
+from skinacc.clinical.decision import DISCLAIMER
 from skinacc.config.inference import PredictArguments
 from skinacc.console import disable_progress_bars
 from skinacc.data import default_num_workers
@@ -42,9 +43,11 @@ def predict_files(args: PredictArguments) -> list[dict]:
         f"{len(files)} images, {workers} decoding processes"
     )
     out = Path(args.output) if args.output else None
+    rules = m.decision if m.decision else None
     columns = [
         "path",
         *[c for i in range(args.top_k) for c in (f"label_{i + 1}", f"prob_{i + 1}")],
+        *decision_columns(rules),
         "error",
         *(["explanation"] if args.explain else []),
     ]
@@ -64,7 +67,7 @@ def predict_files(args: PredictArguments) -> list[dict]:
         for batch in iter_predictions(
             m.model, todo, m.label_names, m.data_cfg, args.batch_size, args.top_k, args.device,
             tta=tta, temperature=temperature, workers=workers, total=len(todo),
-            channels_last=args.channels_last,
+            channels_last=args.channels_last, decision=rules,
         ):  # fmt: skip
             n_err += sum("error" in r for r in batch)
             if writer:
@@ -83,8 +86,14 @@ def predict_files(args: PredictArguments) -> list[dict]:
         for r in kept:
             shown = r["path"] if len(r["path"]) <= width else "..." + r["path"][-width + 3 :]
             tops = r.get("error") or "  ".join(f"{t['label']} {t['prob']:.3f}" for t in r["top_k"])
-            print(f"{shown:<{width}s}  {tops}")
+            print(f"{shown:<{width}s}  {tops}{decision_text(r.get('decision'))}")
     print(f"predicted {len(todo) - n_err} images, {n_err} could not be decoded")
+    if rules:
+        print(
+            "decision rules (chosen on validation, stored with the model):\n  "
+            + "\n  ".join(rules.describe())
+        )
+        print(DISCLAIMER)
     if out is not None and not incremental:
         ResultWriter.write_all(out, columns, args.top_k, kept)
     if out is not None:
@@ -110,11 +119,40 @@ def read_done(out: Path) -> set[str]:
         return {row["path"] for row in csv.DictReader(f)}
 
 
+def decision_columns(rules) -> list[str]:
+    """CSV columns of a model's decision rules: P(group) and the decision per operating point, and
+    ``uncertain`` with an abstention rule."""
+    if not rules:
+        return []
+    cols = [c for p in rules.operating_points for c in (f"p_{p.group}", f"{p.group}_decision")]
+    return cols + (["uncertain"] if rules.abstention else [])
+
+
+def _decision_cells(d: dict | None, columns_wanted: int) -> list[str]:
+    if not d:
+        return [""] * columns_wanted
+    cells = [c for k, v in d.items() if k != "uncertain" for c in (f"{v['probability']:.6f}", v["decision"])]
+    if "uncertain" in d:
+        cells.append(str(int(d["uncertain"])))
+    return cells
+
+
+def decision_text(d: dict | None) -> str:
+    """The decisions of one result as console text ("  | malignant 0.62: refer | uncertain: refer")."""
+    if not d:
+        return ""
+    parts = [f"{k} {v['probability']:.2f}: {v['decision']}" for k, v in d.items() if k != "uncertain"]
+    if d.get("uncertain"):
+        parts.append("uncertain: refer")
+    return "  | " + " | ".join(parts)
+
+
 class ResultWriter:
     """Appends results to a .csv or .jsonl file as they come (flushed per batch)."""
 
     def __init__(self, out: Path, columns: list[str], top_k: int, append: bool):
         out.parent.mkdir(parents=True, exist_ok=True)
+        self.n_decision = _n_decision(columns)
         self.jsonl = out.suffix.lower() == ".jsonl"
         self.top_k = top_k
         self.f = out.open("a" if append else "w", newline="")
@@ -123,12 +161,13 @@ class ResultWriter:
             self.csv.writerow(columns)
 
     @staticmethod
-    def row(r: dict, top_k: int, explain: bool) -> list[str]:
+    def row(r: dict, top_k: int, explain: bool, n_decision: int = 0) -> list[str]:
         tops = [c for t in r.get("top_k", []) for c in (t["label"], f"{t['prob']:.6f}")]
         return [
             r["path"],
             *tops,
             *[""] * (2 * top_k - len(tops)),
+            *(_decision_cells(r.get("decision"), n_decision) if n_decision else []),
             r.get("error", ""),
             *([r.get("explanation", "")] if explain else []),
         ]
@@ -137,7 +176,7 @@ class ResultWriter:
         if self.jsonl:
             self.f.write("".join(json.dumps(r) + "\n" for r in batch))
         else:
-            self.csv.writerows(self.row(r, self.top_k, False) for r in batch)
+            self.csv.writerows(self.row(r, self.top_k, False, self.n_decision) for r in batch)
         self.f.flush()
 
     def close(self) -> None:
@@ -157,8 +196,13 @@ class ResultWriter:
             else:
                 w = csv.writer(f)
                 w.writerow(columns)
-                w.writerows(ResultWriter.row(r, top_k, "explanation" in columns) for r in results)
+                n = _n_decision(columns)
+                w.writerows(ResultWriter.row(r, top_k, "explanation" in columns, n) for r in results)
         os.replace(tmp, out)
+
+
+def _n_decision(columns: list[str]) -> int:
+    return sum(c.startswith("p_") or c.endswith("_decision") or c == "uncertain" for c in columns)
 
 
 def explain_results(results: list[dict], m, out_dir: Path, args: PredictArguments, temperature: float) -> int:

@@ -16,6 +16,7 @@ __all__ = [
     "format_epoch_line",
     "launch_info",
     "log_artifact",
+    "log_clinical",
     "log_evaluation",
     "log_images",
     "log_results_run",
@@ -203,6 +204,46 @@ def log_evaluation(run, metrics: dict[str, Any], prefix: str, step: int | None =
             run.summary[f"{prefix}/{k}"] = v
 
 
+def log_clinical(run, report: dict[str, Any], prefix: str, step: int | None = None) -> None:
+    """The clinical evaluation as W&B tables (CIs as columns): headline metrics, per-class recall, label
+    groups, operating points and subgroups (:func:`skinacc.clinical.clinical_evaluation`'s report)."""
+    if run is None:
+        return
+    import wandb
+
+    cols = ["metric", "value", "ci_low", "ci_high"]
+    rows = [[k, v["value"], v["ci_low"], v["ci_high"]] for k, v in report["headline"].items()]
+    for name, g in report["label_groups"].items():
+        rows += [
+            [f"{name}/{k}", v["value"], v["ci_low"], v["ci_high"]]
+            for k, v in g.items()
+            if isinstance(v, dict)
+        ]
+    for op in report["operating_points"]:
+        rows += [
+            [f"{op['rule']}/{k}", op[k]["value"], op[k]["ci_low"], op[k]["ci_high"]]
+            for k in ("sensitivity", "specificity", "ppv", "npv", "referred")
+        ]
+    tables = {f"{prefix}/clinical": wandb.Table(columns=cols, data=rows)}
+    recall = [
+        [k, v["support"], v["value"], v["ci_low"], v["ci_high"]]
+        for k, v in report["per_class_recall"].items()
+    ]
+    tables[f"{prefix}/recall_ci"] = wandb.Table(columns=["class", "support", *cols[1:]], data=recall)
+    sub = [
+        [r["column"], r["subgroup"], r["images"], k, v["value"], v["ci_low"], v["ci_high"], r["warning"]]
+        for rs in report.get("subgroups", {}).values()
+        for r in rs
+        for k, v in r.items()
+        if isinstance(v, dict)
+    ]
+    if sub:
+        tables[f"{prefix}/subgroups"] = wandb.Table(
+            columns=["column", "subgroup", "images", *cols, "warning"], data=sub
+        )
+    run.log(tables, step=step)
+
+
 def log_artifact(
     run,
     path: str | os.PathLike | list,
@@ -269,9 +310,13 @@ def log_results_run(
     import wandb
 
     run = wandb.init(
-        project=project, job_type=job_type, config=config, dir=str(out_dir), reinit="finish_previous",
+        project=project,
+        job_type=job_type,
+        config=config,
+        dir=str(out_dir),
+        reinit="finish_previous",
         mode=prepare_wandb(report_to),
-    )  # fmt: skip
+    )
     cols = list(dict.fromkeys(k for r in rows for k in r))
     table = wandb.Table(
         columns=cols,

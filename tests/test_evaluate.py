@@ -55,6 +55,11 @@ def test_training_run_evaluates_test_split_with_best_checkpoint(trained_run):
 @pytest.mark.slow
 def test_evaluate_recipe_one_and_two_processes_agree(trained_run, tmp_path, capsys):
     one, two = tmp_path / "one", tmp_path / "two"
+    # The clinical evaluation too: thresholds chosen on validation, CIs, gathered once either way.
+    groups = tmp_path / "groups.yaml"
+    groups.write_text("dark: [synthetic_dark_irregular]\n")
+    clinical = ["--label_groups", str(groups), "--operating_point", "dark:sensitivity=0.9",
+                "--abstain_coverage", "0.8", "--bootstrap", "300"]  # fmt: skip
     command(
         "evaluate",
         [
@@ -68,6 +73,7 @@ def test_evaluate_recipe_one_and_two_processes_agree(trained_run, tmp_path, caps
             "0",
             "--batch_size",
             "4",
+            *clinical,
         ],
     )
     printed = capsys.readouterr().out
@@ -90,6 +96,7 @@ def test_evaluate_recipe_one_and_two_processes_agree(trained_run, tmp_path, caps
             "4",
             "--channels_last",
             "false",
+            *clinical,
         ],
     )
     m2 = _check_eval_dir(two, 3)
@@ -105,6 +112,17 @@ def test_evaluate_recipe_one_and_two_processes_agree(trained_run, tmp_path, caps
         for rows in (rows1, rows2)
     ]
     assert np.allclose(probs[0], probs[1], atol=1e-5)
+    c1, c2 = (json.loads((d / "clinical.json").read_text()) for d in (one, two))
+    assert c1["bootstrap"]["images"] == c2["bootstrap"]["images"] == m1["num_samples"]
+    o1, o2 = c1["operating_points"][0], c2["operating_points"][0]
+    assert o1["threshold"] == pytest.approx(o2["threshold"], abs=1e-5)
+    for k in ("sensitivity", "specificity", "referred"):
+        assert o1[k] == pytest.approx(o2[k], abs=1e-6), k
+    for k in ("accuracy", "balanced_accuracy"):
+        assert c1["headline"][k] == pytest.approx(c2["headline"][k], abs=1e-6), k
+    assert c1["label_groups"]["dark"]["auc"]["value"] == pytest.approx(
+        c2["label_groups"]["dark"]["auc"]["value"], abs=1e-4
+    )
 
 
 def test_evaluate_flip_tta_wandb_and_unknown_classes(trained_run, tmp_path):

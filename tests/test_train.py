@@ -464,6 +464,8 @@ def test_recipe_options_under_two_processes_with_calibration(tmp_path):
     fitted on the gathered validation set stored with the model and applied to the test split, the
     test and the export at --eval_image_size."""
     out = tmp_path / "ddp_recipe"
+    groups = tmp_path / "groups.yaml"
+    groups.write_text("dark: [synthetic_dark_irregular, synthetic_red_vascular]\n")
     proc = run_two_process(
         "train.py",
         [
@@ -480,6 +482,17 @@ def test_recipe_options_under_two_processes_with_calibration(tmp_path):
             "56",
             "--output_dir",
             str(out),
+            # The clinical evaluation: rules chosen on the gathered validation set, the test's report.
+            "--label_groups",
+            str(groups),
+            "--operating_point",
+            "dark:sensitivity=0.9",
+            "--abstain_score",
+            "tta_disagreement",
+            "--abstain_coverage",
+            "0.8",
+            "--bootstrap",
+            "300",
         ],
     )
     report = json.loads((out / "data_report.json").read_text())
@@ -489,7 +502,13 @@ def test_recipe_options_under_two_processes_with_calibration(tmp_path):
     assert summary["calibration_val_images"] == report["split_sizes"]["validation"]
     t = summary["calibration_val_temperature"]
     stored = json.loads((out / "best" / "config.json").read_text())["skinacc"]
+    decision = stored.pop("decision")
     assert stored == {"tta": "dihedral", "temperature": t, "calibrated_on": "validation"}
+    assert decision["operating_points"][0]["chosen"]["images"] == report["split_sizes"]["validation"]
+    assert decision["abstention"]["score"] == "tta_disagreement"
+    clinical = json.loads((out / "eval_test" / "clinical.json").read_text())
+    assert clinical["bootstrap"]["images"] == report["split_sizes"]["test"]
+    assert clinical["operating_points"][0]["threshold"] == decision["operating_points"][0]["threshold"]
     metrics = json.loads((out / "eval_test" / "metrics.json").read_text())
     assert metrics["temperature"] == t and metrics["tta"] == "dihedral"
     assert "calibration on validation" in proc.stdout and "temperature" in proc.stdout
@@ -524,6 +543,14 @@ def test_recipe_options_under_two_processes_with_calibration(tmp_path):
     assert m2["image_size"] == 56 and m2["num_samples"] == metrics["num_samples"]
     for k in ("accuracy", "balanced_accuracy", "roc_auc_macro", "ece"):
         assert m2[k] == pytest.approx(metrics[k], abs=1e-6), k
+    # ... and applies the stored rules as the 2-process final test did: the same referrals and abstentions.
+    c2 = json.loads((again / "clinical.json").read_text())
+    for k in ("sensitivity", "specificity", "referred"):
+        assert c2["operating_points"][0][k]["value"] == pytest.approx(
+            clinical["operating_points"][0][k]["value"]
+        ), k
+    a1, a2 = clinical["selective"]["abstention"], c2["selective"]["abstention"]
+    assert a2["coverage"]["value"] == pytest.approx(a1["coverage"]["value"])
 
 
 def test_final_fit_trains_on_train_and_validation(tmp_path, capsys):

@@ -17,6 +17,10 @@ predictions and plots.
     accelerate launch ... recipes/evaluate.py --model outputs/b3 --dataset_name /shared/msd-shards --streaming --split test
     # At a larger size than the model was trained at (the crop ratio is kept unless --resize_size is given)
     accelerate launch ... recipes/evaluate.py --model outputs/dermoscopy --image_size 192
+    # Clinical evaluation: malignant vs benign at a sensitivity chosen on validation, CIs by lesion,
+    # subgroups, abstention, another clinic's images as a shift, a stress test
+    accelerate launch ... recipes/evaluate.py --model outputs/dermoscopy --operating_point malignant:sensitivity=0.95 \\
+        --abstain_coverage 0.9 --subgroup_columns sex age:40,60 anatom_site --ood_dir /data/other-clinic --stress
     # A long evaluation that stopped: continue it (results so far are in <output_dir>/predictions.partial)
     accelerate launch ... recipes/evaluate.py --model outputs/b3 --data_dir /data/archive --resume
 
@@ -27,8 +31,10 @@ to the model's own, and so do the input sizes unless --image_size/--resize_size 
 
 Writes to --output_dir (default <run>/eval_<split>, or <run>/eval_<folder name> for an external folder):
 metrics.json, per_class.csv, predictions.csv (path, true, predicted, probabilities),
-confusion_matrix[_normalized].png, roc_curves.png, per_class.png, reliability.png, and with --explain N
-explain/<class>.png; prints a summary table.
+confusion_matrix[_normalized].png, roc_curves.png, per_class.png, reliability.png; clinical.json (label
+groups, operating points, abstention, subgroups, shift, each with lesion-resampled CIs), subgroups.csv,
+roc_<group>.png, risk_coverage.png, subgroups_forest.png; with --explain N explain/<class>.png; prints
+summary tables.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from __future__ import annotations
 from typing import Any
 
 from skinacc.cli.common import parse_args
-from skinacc.config import DataArguments, LoggingArguments
+from skinacc.config import ClinicalArguments, DataArguments, LoggingArguments, read_run_config
 from skinacc.config.inference import EvalArguments
 from skinacc.run.evaluation import evaluate_model, run_data_options
 
@@ -47,15 +53,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def defaults(first: tuple) -> dict[str, Any]:
         # A source the user names (any spelling, flag or YAML) takes none of the run's data options
         # (groups, metadata, caps, ...); without one, the run's own data options rebuild its split.
-        args, data_args, _ = first
+        # The run's clinical options (label groups, bootstrap, subgroups) are defaults too, bar subgroup
+        # columns for an outside source, whose metadata differ.
+        args, data_args, _, _ = first
         given["external"] = bool(data_args.data_dir or data_args.dataset_name)
-        return {"report_to": "none", **({} if given["external"] else run_data_options(args.model))}
+        clinical = dict(read_run_config(args.model).get("clinical", {})) if args.model else {}
+        clinical = {k: v for k, v in clinical.items() if k not in ("operating_point", "abstain_coverage")}
+        if given["external"]:
+            clinical.pop("subgroup_columns", None)
+        return {
+            "report_to": "none",
+            **clinical,
+            **({} if given["external"] else run_data_options(args.model)),
+        }
 
-    args, data_args, log_args = parse_args(
-        (EvalArguments, DataArguments, LoggingArguments),
+    args, data_args, log_args, clinical = parse_args(
+        (EvalArguments, DataArguments, LoggingArguments, ClinicalArguments),
         argv,
         description=__doc__,
         defaults=defaults,
         defaults_source="the trained run's run_config.yaml",
     )
-    return evaluate_model(args, data_args, log_args, external=given["external"])
+    return evaluate_model(args, data_args, log_args, clinical, external=given["external"])

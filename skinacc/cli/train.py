@@ -22,6 +22,6 @@ from skinacc.run import TrainingRun
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    data_args, model_args, args, log_args = parse_args(CONFIG_TYPES, argv, description=__doc__)
-    with TrainingRun(data_args, model_args, args, log_args) as run:
+    data_args, model_args, args, log_args, clinical = parse_args(CONFIG_TYPES, argv, description=__doc__)
+    with TrainingRun(data_args, model_args, args, log_args, clinical_args=clinical) as run:
         return run.run()

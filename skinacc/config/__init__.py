@@ -2,7 +2,7 @@
 
 Dataclasses hold every option a command takes (launch settings such as the number of processes, mixed
 precision and dynamo live only in ``accelerate_configs/*.yaml``): a run's :class:`DataArguments`,
-:class:`ModelArguments`, :class:`TrainArguments` and :class:`LoggingArguments`, and each other
+:class:`ModelArguments`, :class:`TrainArguments`, :class:`LoggingArguments` and :class:`ClinicalArguments`, and each other
 command's own. Values resolve as ``dataclass defaults < YAML file (--config) < command-line flags``, all
 parsed and checked one way (:func:`parse_config`); :func:`validate` collects every problem and raises
 one :class:`ConfigError` naming each flag, its bad value and what is allowed. What skinacc knows about an
@@ -10,6 +10,7 @@ option (may it change on resume? is it part of a run's set-up? a row of the mode
 (:mod:`skinacc.config.fields`, asked through :mod:`skinacc.config.knowledge`).
 """
 
+from skinacc.config.clinical import ClinicalArguments
 from skinacc.config.data import DataArguments, default_cache_dir
 from skinacc.config.fields import ConfigError, option
 from skinacc.config.files import (
@@ -27,12 +28,13 @@ from skinacc.config.tracking import LoggingArguments
 from skinacc.config.train import TrainArguments
 
 #: The configs of a training run, in the order its sections are saved.
-CONFIG_TYPES = (DataArguments, ModelArguments, TrainArguments, LoggingArguments)
+CONFIG_TYPES = (DataArguments, ModelArguments, TrainArguments, LoggingArguments, ClinicalArguments)
 
 __all__ = [
     "CONFIG_TYPES",
     "RUN_CONFIG",
     "SECTIONS",
+    "ClinicalArguments",
     "ConfigError",
     "DataArguments",
     "LoggingArguments",

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from skinacc.config.clinical import ClinicalArguments
 from skinacc.config.data import DataArguments
 from skinacc.config.fields import ConfigError
 from skinacc.config.model import ModelArguments
@@ -39,6 +40,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelArguments,
     "train": TrainArguments,
     "logging": LoggingArguments,
+    "clinical": ClinicalArguments,
 }
 
 
@@ -119,6 +121,21 @@ def validate(*configs: Any) -> None:
         problems.append(
             "--sampler balanced draws rows by index, which a stream does not have: use --class_weighting "
             "balanced with --streaming (or train map-style)"
+        )
+    clinical = next((c for c in configs if isinstance(c, ClinicalArguments)), None)
+    if clinical is not None and train is not None and (clinical.operating_point or clinical.abstain_coverage):
+        flag = "--operating_point" if clinical.operating_point else "--abstain_coverage"
+        if getattr(train, "final_fit", False):
+            problems.append(
+                f"{flag} is chosen on the validation split, which --final_fit trains on: choose it in the "
+                "selection run"
+            )
+        elif data is not None and data.val_size == 0:
+            problems.append(f"{flag} is chosen on the validation split: --val_size must be > 0")
+    disagree = clinical is not None and clinical.abstain_score == "tta_disagreement"
+    if disagree and train is not None and getattr(train, "tta", "none") == "none":
+        problems.append(
+            "--abstain_score tta_disagreement needs views to disagree: set --tta flip or dihedral"
         )
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))

@@ -95,6 +95,27 @@ class EvalArguments:
             "predictions.partial are kept, only the others are predicted."
         },
     )
+    ood_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "A folder of images from elsewhere (no labels needed): how well the model's uncertainty "
+            "(--abstain_score) separates them from the evaluated images (AUROC, FPR at 95%% TPR; clinical.json)."
+        },
+    )
+    stress: bool = field(
+        default=False,
+        metadata={
+            "help": "Stress report: the share of predictions that flip under flips, a quarter turn, colour, "
+            "blur and scale changes (each a further pass over the images)."
+        },
+    )
+    save_rules: bool = field(
+        default=False,
+        metadata={
+            "help": "Store the rules --operating_point/--abstain_coverage choose on validation in the model "
+            "folder's config.json (predict and the web demo apply them)."
+        },
+    )
 
     def validate(self) -> list[str]:
         p = [f"--batch_size={self.batch_size}: must be >= 1"] if self.batch_size < 1 else []

@@ -53,9 +53,23 @@ class CompareArguments:
         metadata={"help": "Output dirs, offline W&B run dirs, or entity/project/run_id paths."},
     )
     output_dir: str = field(default="outputs/compare", metadata={"help": "Where the table and plots go."})
+    paired_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "Also compare the first run with each other one on the same images of this evaluated "
+            "split (e.g. test: each run's eval_test/predictions.csv): the difference of every headline "
+            "metric with a bootstrap CI that resamples whole groups (the first run's --group_column)."
+        },
+    )
+    bootstrap: int = field(default=2000, metadata={"help": "Resamples of the paired comparison."})
 
     def validate(self) -> list[str]:
-        return [] if self.runs else ["--runs: give at least one run"]
+        p = [] if self.runs else ["--runs: give at least one run"]
+        if self.paired_split and len(self.runs) < 2:
+            p.append("--paired_split compares runs: give at least two --runs")
+        if self.bootstrap < 1:
+            p.append(f"--bootstrap={self.bootstrap}: must be >= 1")
+        return p
 
 
 @dataclass

@@ -166,7 +166,17 @@ def verify_files(
     return results  # type: ignore[return-value]
 
 
-def _read_metadata(path: Path, base: Path, root: Path) -> dict[str, dict[str, str]]:
+def find_metadata_file(root: str | Path, base: Path) -> str | None:
+    """The metadata CSV beside an image folder when none is named: ``labels.csv`` or ``metadata.csv``
+    in the folder given or in the class folders' parent."""
+    for cand in ("labels.csv", "metadata.csv"):
+        for parent in (Path(root).expanduser(), base):
+            if (parent / cand).is_file():
+                return str(parent / cand)
+    return None
+
+
+def read_metadata(path: Path, base: Path, root: Path) -> dict[str, dict[str, str]]:
     """Map absolute image path -> metadata row, from a CSV with a ``path`` column."""
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
@@ -219,20 +229,14 @@ def read_image_folder(
     meta: dict[str, dict[str, str]] = {}
     meta_file = args.metadata_file
     if meta_file is None and args.group_column:
-        for cand in ("labels.csv", "metadata.csv"):
-            for parent in (Path(root).expanduser(), base):
-                if (parent / cand).is_file():
-                    meta_file = str(parent / cand)
-                    break
-            if meta_file:
-                break
+        meta_file = find_metadata_file(root, base)
         if meta_file is None:
             raise ValueError(
                 f"--group_column={args.group_column!r} needs --metadata_file (a CSV with 'path' and "
                 f"{args.group_column!r} columns); none found as labels.csv or metadata.csv in {root!r}"
             )
     if meta_file:
-        meta = _read_metadata(Path(meta_file).expanduser(), base, Path(root).expanduser())
+        meta = read_metadata(Path(meta_file).expanduser(), base, Path(root).expanduser())
 
     all_paths = [str(p) for split in layout.values() for c in class_names for p in split.get(c, [])]
     checks = verify_files(

@@ -14,16 +14,21 @@ from typing import Any
 import numpy as np
 from accelerate.utils import broadcast_object_list
 
-from skinacc.artifact import LoadedModel, load_model
+from skinacc.artifact import LoadedModel, load_model, resolve_model_spec
+from skinacc.clinical import DecisionRules, uncertainty, view_disagreement, write_clinical
+from skinacc.clinical.shift import ood_separation
 from skinacc.config import DataArguments, LoggingArguments, read_run_config
+from skinacc.config.clinical import ClinicalArguments
 from skinacc.config.inference import EvalArguments
 from skinacc.console import setup_logging
 from skinacc.data import default_num_workers, load_data
 from skinacc.data.plan import build_eval_plan
-from skinacc.evaluation import PredictionLog, evaluate
+from skinacc.evaluation import PredictionLog, evaluate, stress_test
+from skinacc.inference import collect_images, iter_probs
 from skinacc.metrics.report import format_metrics_table, scalar_metrics, write_evaluation
 from skinacc.plots.evaluation import plot_evaluation
 from skinacc.predictor import Predictor, set_memory_format
+from skinacc.run.clinical import choose_rules, clinical_scalars, report_clinical, store_rules, wants_rules
 from skinacc.tracking import log_evaluation, log_images, start_tracking, wandb_run
 
 __all__ = ["PARTIAL", "evaluate_model", "run_data_options"]
@@ -45,6 +50,7 @@ def evaluate_model(
     args: EvalArguments,
     data_args: DataArguments,
     log_args: LoggingArguments,
+    clinical: ClinicalArguments | None = None,
     *,
     external: bool = False,
     accelerator=None,
@@ -57,11 +63,15 @@ def evaluate_model(
             :func:`run_data_options`), or an outside source (every image is evaluated unless
             ``args.split`` says otherwise; classes are matched to the model's by name).
         log_args: Tracking (``report_to``).
+        clinical: The clinical evaluation (label groups, CIs, subgroups, abstention; decision rules are
+            the model's stored ones unless ``--operating_point``/``--abstain_coverage`` choose new ones
+            on the data's validation split). Default: :class:`ClinicalArguments`'s defaults.
         accelerator: An ``Accelerator`` (default: one from the launch).
 
     Returns:
         The scalar metrics (on every process; the main process writes the files).
     """
+    clinical = clinical or ClinicalArguments()
     if accelerator is None:
         from accelerate import Accelerator
 
@@ -84,18 +94,31 @@ def evaluate_model(
 
     # Results go to disk batch by batch (flat memory); --resume skips the images already there.
     log = PredictionLog(out / PARTIAL, len(loaded.label_names))
-    settings = {"model": str(args.model), "split": split_name, "source": str(source), "tta": tta,
-                "temperature": temperature, "image_size": loaded.data_cfg.image_size,
-                "resize_size": loaded.data_cfg.resize_size}  # fmt: skip
+    settings = {
+        "model": str(args.model),
+        "split": split_name,
+        "source": str(source),
+        "tta": tta,
+        "temperature": temperature,
+        "image_size": loaded.data_cfg.image_size,
+        "resize_size": loaded.data_cfg.resize_size,
+        "format": 2,
+    }
     done = log.start(settings, args.resume) if accelerator.is_main_process else None
     done = set(broadcast_object_list([None if done is None else done.tolist()])[0])
     if done:
         accelerator.print(f"--resume: {len(done)} images already evaluated in {log.path}")
     workers = default_num_workers(data_args.num_workers, accelerator.num_processes)
     plan = build_eval_plan(
-        accelerator, data, split_name, loaded.data_cfg, args.batch_size, workers, skip=done,
+        accelerator,
+        data,
+        split_name,
+        loaded.data_cfg,
+        args.batch_size,
+        workers,
+        skip=done,
         pin_memory=data_args.pin_memory,
-    )  # fmt: skip
+    )
     if args.channels_last:
         set_memory_format(loaded.model, True)  # in place, as training's --channels_last
     model = accelerator.prepare(loaded.model)
@@ -104,22 +127,36 @@ def evaluate_model(
         accelerator, log_args, config, out, "eval", f"eval-{Path(args.model).name}-{tag}", tags=["eval", tag]
     )
     predictor = Predictor(
-        model, loaded.data_cfg, tta=tta, temperature=temperature, device=accelerator.device,
-        channels_last=args.channels_last, autocast=accelerator.autocast,
-    )  # fmt: skip
+        model,
+        loaded.data_cfg,
+        tta=tta,
+        temperature=temperature,
+        device=accelerator.device,
+        channels_last=args.channels_last,
+        autocast=accelerator.autocast,
+    )
 
     def write(z: np.ndarray, y: np.ndarray, ids: np.ndarray) -> None:
         if accelerator.is_main_process:
-            log.append(ids, y, predictor.probs(z))
+            views = predictor.probs(z.reshape(-1, z.shape[-1])).reshape(z.shape) if z.shape[1] > 1 else None
+            log.append(ids, y, predictor.probs(z), None if views is None else view_disagreement(views))
 
+    rules = _decision_rules(args, clinical, loaded, data, predictor, accelerator, workers, data_args)
     images_per_sec = 0.0
     if plan.size:
         images_per_sec = evaluate(
             accelerator, predictor, plan.loader, desc=tag, on_batch=write, keep=False
         ).images_per_sec
+    flips = stress_test(accelerator, predictor, plan.loader) if args.stress and plan.size else None
     metrics = {}
     if accelerator.is_main_process:
-        sample_ids, data_labels, probs = log.read()
+        rec = log.records()
+        sample_ids, data_labels, probs = (
+            rec["sample_id"].copy(),
+            rec["label"].copy(),
+            rec["probs"].astype(np.float64),
+        )
+        disagreement = rec["disagreement"].astype(np.float64) if tta != "none" else None
         labels = to_model[data_labels]
         extra = {
             "model": args.model,
@@ -135,9 +172,32 @@ def evaluate_model(
         }
         metrics = write_evaluation(out, labels, probs, loaded.label_names, plan.paths(sample_ids), extra)
         figures = plot_evaluation(out, labels, probs, loaded.label_names, metrics)
-        log.remove()  # the results are in predictions.csv, metrics.json and the figures now
         title = f"{args.model} on {tag}, tta {tta}, temperature {temperature:.3f}"
         _report(accelerator, metrics, figures, out, tag, title, loaded.label_names, data.class_names)
+        report = report_clinical(
+            out,
+            clinical,
+            labels=labels,
+            probs=probs,
+            class_names=loaded.label_names,
+            rules=rules,
+            table=plan.table,
+            sample_ids=sample_ids,
+            streaming=plan.streaming,
+            group_column=data_args.group_column,
+            metadata_file=data_args.metadata_file,
+            root=data.report.root,
+            disagreement=disagreement,
+            accelerator=accelerator,
+            tag=tag,
+        )
+        score = rules.abstention.score if rules.abstention else clinical.abstain_score
+        shift = _shift(args, predictor, workers, uncertainty(probs, score, disagreement), score, flips)
+        if shift:
+            report["shift"] = shift
+            write_clinical(out, report)
+        metrics |= {k: v for k, v in clinical_scalars(report).items()}
+        log.remove()  # the results are in predictions.csv, metrics.json, clinical.json and the figures now
         if args.explain:
             _explain(
                 args,
@@ -153,6 +213,79 @@ def evaluate_model(
             )
     accelerator.end_training()
     return scalar_metrics(metrics)
+
+
+def _decision_rules(
+    args, clinical, loaded, data, predictor, accelerator, workers, data_args
+) -> DecisionRules:
+    """The model's stored rules, or new ones chosen on the data's validation split when
+    ``--operating_point``/``--abstain_coverage`` are given (and stored with ``--save_rules``)."""
+    if not wants_rules(clinical):
+        if loaded.decision:
+            accelerator.print(
+                "decision rules stored with the model:\n  " + "\n  ".join(loaded.decision.describe())
+            )
+        return loaded.decision
+    if "validation" not in data.dataset or not (
+        data.sizes.get("validation") if data.streaming else len(data.dataset["validation"])
+    ):
+        raise ValueError(
+            "--operating_point/--abstain_coverage are chosen on a validation split, and these data have "
+            "none: evaluate the trained run's own data (no --data_dir), or give a source with a validation split"
+        )
+    vplan = build_eval_plan(
+        accelerator,
+        data,
+        "validation",
+        loaded.data_cfg,
+        args.batch_size,
+        workers,
+        pin_memory=data_args.pin_memory,
+    )
+    val = evaluate(accelerator, predictor, vplan.loader, desc="validation")
+    to_model = np.array([loaded.label_names.index(c) for c in data.class_names])
+    rules = DecisionRules()
+    if accelerator.is_main_process:
+        rules = choose_rules(clinical, loaded.label_names, to_model[val.labels], val.probs, val.disagreement)
+        accelerator.print(
+            f"decision rules chosen on validation ({len(val.labels)} images):\n  "
+            + "\n  ".join(rules.describe())
+        )
+        if args.save_rules:
+            folder = resolve_model_spec(args.model)
+            if not folder.startswith("local-dir:"):
+                raise ValueError(
+                    f"--save_rules writes into a local model folder; --model={args.model!r} is not one"
+                )
+            store_rules(folder[len("local-dir:") :], rules)
+            accelerator.print(f"--save_rules: stored in {folder[len('local-dir:') :]}/config.json")
+    return broadcast_object_list([rules])[0]
+
+
+def _shift(args, predictor, workers, unc_test, score, flips) -> dict[str, Any]:
+    """The shift report (main process): separation of ``--ood_dir``'s images by uncertainty, and the
+    stress test's flip rates."""
+    out: dict[str, Any] = {}
+    if flips is not None:
+        out["stress"] = {"flip_rate": flips, "note": "share of test images whose top class changes"}
+        print(
+            "stress (share of predictions that flip):  " + ", ".join(f"{k} {v:.3f}" for k, v in flips.items())
+        )
+    if args.ood_dir:
+        files = collect_images([args.ood_dir])
+        if not files:
+            raise ValueError(f"--ood_dir={args.ood_dir!r}: no images found")
+        unc = []
+        for _, probs, disagreement, _bad in iter_probs(predictor, files, args.batch_size, workers):
+            if len(probs):
+                unc.append(uncertainty(probs, score, disagreement))
+        sep = ood_separation(unc_test, np.concatenate(unc)) | {"score": score, "ood_dir": args.ood_dir}
+        out["ood"] = sep
+        print(
+            f"out-of-distribution ({sep['ood_images']} images of {args.ood_dir} vs {sep['in_images']} evaluated, "
+            f"{score}): AUROC {sep['auroc']:.3f}, FPR at 95% TPR {sep['fpr_at_95_tpr']:.3f}"
+        )
+    return out
 
 
 def _at_requested_size(loaded: LoadedModel, data_args: DataArguments, accelerator) -> LoadedModel:

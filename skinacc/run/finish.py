@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import load_file
 
+from skinacc.artifact import set_inference
+from skinacc.clinical import DecisionRules
 from skinacc.data.plan import SKIP_LOG
 from skinacc.evaluation import calibrate_and_test
 from skinacc.metrics.report import format_metrics_table, scalar_metrics, write_evaluation
 from skinacc.optim import selection_summary
 from skinacc.plots import plot_evaluation, plot_training_curves
+from skinacc.run.clinical import choose_rules, clinical_scalars, report_clinical, store_rules, wants_rules
 from skinacc.rundir import write_json
 from skinacc.stopping import TrainingStopped
 from skinacc.tracking import log_run_end, main_print
@@ -51,25 +54,27 @@ def finish_run(run: TrainingRun) -> dict[str, Any]:
     acc.wait_for_everyone()
     best = out / "best"
     testing = args.eval_test and s.plan.sizes["test"] > 0
-    if (best / "model.safetensors").is_file() and (args.calibrate or testing):
+    clinical = run.clinical_args
+    # Validation is predicted again at the end to fit the temperature and to choose decision thresholds.
+    need_val = (args.calibrate or wants_rules(clinical)) and s.plan.sizes["validation"] > 0
+    if (best / "model.safetensors").is_file() and (need_val or testing):
         acc.unwrap_model(s.model, keep_torch_compile=False).load_state_dict(
             load_file(str(best / "model.safetensors"))
         )
         try:
-            cal, test = calibrate_and_test(
+            cal, val, test = calibrate_and_test(
                 acc,
                 s.predictor(s.model, tta=args.tta),
-                val_loader=s.plan.val_loader if args.calibrate else None,
+                val_loader=s.plan.val_loader if need_val else None,
                 test_loader=s.plan.test_loader if testing else None,
                 stop=run.stop,
+                calibrate=args.calibrate,
             )
         except TrainingStopped as e:
             raise run.halt(e.phase, save=False) from None
         if cal:
             summary |= {f"calibration_val_{k}": v for k, v in cal.items()}
             if acc.is_main_process:
-                from skinacc.artifact import set_inference
-
                 set_inference(best, temperature=cal["temperature"], calibrated_on="validation")
             main_print(
                 acc,
@@ -77,6 +82,11 @@ def finish_run(run: TrainingRun) -> dict[str, Any]:
                 f"{cal['temperature']:.3f}, ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}, "
                 f"NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}",
             )
+        rules = DecisionRules()
+        if val is not None and wants_rules(clinical) and acc.is_main_process:
+            rules = choose_rules(clinical, class_names, val.labels, val.probs, val.disagreement)
+            store_rules(best, rules)
+            main_print(acc, "decision rules stored with the model:\n  " + "\n  ".join(rules.describe()))
         if test is not None and acc.is_main_process:
             extra = {
                 "model": run.model_args.model,
@@ -95,6 +105,25 @@ def finish_run(run: TrainingRun) -> dict[str, Any]:
             title = f"test split, model of epoch {model_epoch} (--select_epoch {args.select_epoch}, tta {args.tta})"
             main_print(acc, format_metrics_table(metrics, title))
             acc.log({f"test/{k}": v for k, v in scalar_metrics(metrics).items()}, step=state.global_step)
+            report = report_clinical(
+                out / "eval_test",
+                clinical,
+                labels=test.labels,
+                probs=test.probs,
+                class_names=class_names,
+                rules=rules,
+                table=s.plan.data.dataset["test"],
+                sample_ids=test.sample_ids,
+                streaming=s.plan.streaming,
+                group_column=run.data_args.group_column,
+                metadata_file=run.data_args.metadata_file,
+                root=s.plan.data.report.root,
+                disagreement=test.disagreement,
+                accelerator=acc,
+                tag="test",
+                step=state.global_step,
+            )
+            summary |= {f"test_{k}": v for k, v in clinical_scalars(report).items()}
     if acc.is_main_process:
         report = s.plan.data.report
         if report.add_skipped(out / SKIP_LOG):  # read for the first time by the final test

@@ -26,6 +26,7 @@ import torch
 from skinacc.checkpoint import Checkpointer
 from skinacc.config import (
     RUN_CONFIG,
+    ClinicalArguments,
     DataArguments,
     LoggingArguments,
     ModelArguments,
@@ -38,6 +39,7 @@ from skinacc.data.plan import SKIP_LOG
 from skinacc.engine import TrainState
 from skinacc.evaluation import assert_ranks_agree, evaluate
 from skinacc.optim import build_selection, current_lr
+from skinacc.run.clinical import check_clinical
 from skinacc.run.finish import finish_run
 from skinacc.run.setup import TrainingSetup, build_training
 from skinacc.rundir import claim_output_dir, write_history
@@ -73,6 +75,8 @@ class TrainingRun:
 
     Args:
         data_args, model_args, args, log_args: The run's validated configs.
+        clinical_args: What the final test reports and which decision rules are chosen on validation
+            and stored with the model (default: :class:`skinacc.config.ClinicalArguments`'s defaults).
         accelerator: An ``Accelerator`` to use (default: :func:`make_accelerator`).
         watch_launcher: Ask for SIGTERM when the parent process dies, so that a killed launcher stops
             its ranks. Default: when started by ``accelerate launch`` (it sets ``ACCELERATE_DYNAMO_BACKEND``
@@ -86,10 +90,12 @@ class TrainingRun:
         args: TrainArguments,
         log_args: LoggingArguments,
         *,
+        clinical_args: ClinicalArguments | None = None,
         accelerator=None,
         watch_launcher: bool | None = None,
     ):
         self.data_args, self.model_args, self.args, self.log_args = data_args, model_args, args, log_args
+        self.clinical_args = clinical_args or ClinicalArguments()
         self.out = Path(args.output_dir)
         self.accelerator = accelerator or make_accelerator(args, log_args)
         if watch_launcher is None:
@@ -149,6 +155,7 @@ class TrainingRun:
         set_seed(args.seed)
         self.setup = s = build_training(acc, self.data_args, model_args, args)
         data = s.plan.data
+        check_clinical(self.clinical_args, data.class_names, s.plan, self.data_args.metadata_file)
         # The epoch-level plateau (or the per-step cosine) and early stopping on --select_metric; none of
         # them goes through accelerator.prepare (see skinacc.optim).
         self.scheduler, self.stopper = build_selection(args, s.optimizer, s.lr_scheduler)
@@ -156,7 +163,7 @@ class TrainingRun:
         self.identity = run_identity(
             model_args.model, self.launch, data.report.source, model_args.channels_last
         )
-        self.options = config_to_dict(self.data_args, model_args, args, self.log_args)
+        self.options = config_to_dict(self.data_args, model_args, args, self.log_args, self.clinical_args)
         states = {"scheduler": self.scheduler, "early_stopping": self.stopper, "train_state": self.state}
         self.ckpt = Checkpointer(
             acc,
@@ -181,7 +188,15 @@ class TrainingRun:
             raise self.halt("set-up", save=False)
         extra = {"launch": self.launch, "run": self.identity, "resolved": s.resolved()}
         if acc.is_main_process:
-            save_config(self.out / RUN_CONFIG, self.data_args, model_args, args, self.log_args, extra=extra)
+            save_config(
+                self.out / RUN_CONFIG,
+                self.data_args,
+                model_args,
+                args,
+                self.log_args,
+                self.clinical_args,
+                extra=extra,
+            )
             data.report.save(self.out / "data_report.json")
         start_tracking(acc, self.log_args, self.options | extra, self.out, "train", **self.identity)
 
