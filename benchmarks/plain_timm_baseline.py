@@ -1,7 +1,10 @@
 """The yardstick: a plain timm + torchvision fine-tuning script, as a practitioner would write it.
 
 No skinacc code: torchvision folder-style dataset and transforms, timm model, Adam 3e-4 with a cosine
-schedule, cross-entropy. It reads the split skinacc uses from a CSV (path,label,split) so both are
+schedule to zero, cross-entropy. The default augmentation is the sensible plain one (``--aug sensible``):
+random-resized crops keeping 60-100% of the image, horizontal and vertical flips, and the whole image
+(resized, no crop) at evaluation; ``rrc`` (torchvision's tutorial) and ``crop`` (resize + random crop)
+are the weaker yardsticks earlier tables used. It reads the split skinacc uses from a CSV (path,label,split) so both are
 scored on the same lesion-disjoint test images, and saves the test probabilities for scoring.
 
     python benchmarks/plain_timm_baseline.py --split_csv split.csv --out preds.npz --epochs 12 --seed 0
@@ -26,7 +29,12 @@ p.add_argument("--batch_size", type=int, default=32)
 p.add_argument("--lr", type=float, default=3e-4)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--train_splits", default="train", help="comma-separated, e.g. train,validation")
-p.add_argument("--aug", default="rrc", choices=["rrc", "crop"], help="torchvision tutorial's, or resize+crop")
+p.add_argument(
+    "--aug",
+    default="sensible",
+    choices=["sensible", "rrc", "crop"],
+    help="random-resized crop 0.6-1 + both flips, whole-image eval; torchvision tutorial's; or resize+crop",
+)
 a = p.parse_args()
 torch.manual_seed(a.seed)
 with open(a.split_csv) as f:
@@ -47,9 +55,21 @@ class Rows(torch.utils.data.Dataset):
 
 
 norm = T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # tf_efficientnet_lite0's pretrained_cfg
-first = [T.RandomResizedCrop(a.size)] if a.aug == "rrc" else [T.Resize(a.size), T.RandomCrop(a.size)]
-train_tf = T.Compose([*first, T.RandomHorizontalFlip(), T.ToTensor(), norm])
-test_tf = T.Compose([T.Resize(a.size), T.CenterCrop(a.size), T.ToTensor(), norm])
+if a.aug == "sensible":
+    train_tf = T.Compose(
+        [
+            T.RandomResizedCrop(a.size, scale=(0.6, 1.0)),
+            T.RandomHorizontalFlip(),
+            T.RandomVerticalFlip(),
+            T.ToTensor(),
+            norm,
+        ]
+    )
+    test_tf = T.Compose([T.Resize((a.size, a.size)), T.ToTensor(), norm])  # the whole image
+else:
+    first = [T.RandomResizedCrop(a.size)] if a.aug == "rrc" else [T.Resize(a.size), T.RandomCrop(a.size)]
+    train_tf = T.Compose([*first, T.RandomHorizontalFlip(), T.ToTensor(), norm])
+    test_tf = T.Compose([T.Resize(a.size), T.CenterCrop(a.size), T.ToTensor(), norm])
 train = Rows([r for r in rows if r["split"] in a.train_splits.split(",")], train_tf)
 test = Rows([r for r in rows if r["split"] == "test"], test_tf)
 loader = torch.utils.data.DataLoader(train, a.batch_size, shuffle=True, num_workers=2, drop_last=True)
@@ -78,4 +98,10 @@ with torch.no_grad():
     for x, y in torch.utils.data.DataLoader(test, 64, num_workers=2):
         probs.append(model(x).softmax(1))
         labels.append(y)
-np.savez(a.out, probs=torch.cat(probs).numpy(), labels=torch.cat(labels).numpy(), classes=classes)
+np.savez(
+    a.out,
+    probs=torch.cat(probs).numpy(),
+    labels=torch.cat(labels).numpy(),
+    classes=classes,
+    paths=np.array([r["path"] for r in test.rows]),
+)

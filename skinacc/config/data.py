@@ -68,6 +68,19 @@ class DataArguments:
         "Fraction of the training part held out for validation (seed: 0.1).", default=0.1
     )
     split_seed: int = option("Seed of the stratified (and group-aware) split.", default=42)
+    cv_folds: int = option(
+        "K-fold cross-validation (0: off): after the --test_size test split (0: none), the rest is cut into "
+        "K folds stratified by class and grouped by --group_column (and --dedupe_groups), seeded by "
+        "--split_seed; each fold is an ordinary run folder <output_dir>/fold_<k> validating on its held-out "
+        "fold, and the out-of-fold predictions cover every image outside the test split (--val_size does "
+        "not apply).",
+        default=0,
+    )
+    cv_fold: int | None = option(
+        "The one fold this run trains (0 to --cv_folds - 1): its held-out fold is the validation split. "
+        "Default with --cv_folds: every fold in turn, then the cross-validation report.",
+        default=None,
+    )
     verify_images: Literal["full", "header", "none"] = option(
         "Check images before training: 'full' decodes each one (cached), 'header' only opens it, 'none' "
         "trusts the files. Unreadable images are skipped and listed in data_report.json (so are those found only while training).",
@@ -159,8 +172,16 @@ class DataArguments:
             p.append(
                 f"--data_dir={self.data_dir!r} and --dataset_name={self.dataset_name!r}: give one data source, not both"
             )
-        if not 0.0 < self.test_size < 1.0:
-            p.append(f"--test_size={self.test_size}: must be in (0, 1)")
+        if not 0.0 <= self.test_size < 1.0:
+            p.append(f"--test_size={self.test_size}: must be in [0, 1) (0 with --final_fit or --cv_folds)")
+        if self.cv_folds == 1 or self.cv_folds < 0:
+            p.append(f"--cv_folds={self.cv_folds}: must be 0 (off) or at least 2")
+        if self.cv_fold is not None and not 0 <= self.cv_fold < max(self.cv_folds, 1):
+            p.append(f"--cv_fold={self.cv_fold}: must be in [0, --cv_folds={self.cv_folds})")
+        if self.cv_folds and self.streaming:
+            p.append(
+                "--cv_folds re-cuts the images into folds, which a stream of prepared shards cannot: train map-style"
+            )
         if not 0.0 <= self.val_size < 1.0:
             p.append(f"--val_size={self.val_size}: must be in [0, 1)")
         if not 0.0 <= self.synthetic_difficulty <= 1.0:

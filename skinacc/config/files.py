@@ -122,6 +122,15 @@ def validate(*configs: Any) -> None:
             "--sampler balanced draws rows by index, which a stream does not have: use --class_weighting "
             "balanced with --streaming (or train map-style)"
         )
+    if data is not None and data.test_size == 0 and not (data.cv_folds or getattr(train, "final_fit", False)):
+        problems.append(
+            "--test_size=0 leaves no test split: use it with --final_fit (a final model on every image) or "
+            "--cv_folds (out-of-fold predictions instead of a test split)"
+        )
+    if data is not None and data.cv_folds and getattr(train, "final_fit", False):
+        problems.append(
+            "--cv_folds and --final_fit: cross-validate first, then fit the final model without --cv_folds"
+        )
     clinical = next((c for c in configs if isinstance(c, ClinicalArguments)), None)
     if clinical is not None and train is not None and (clinical.operating_point or clinical.abstain_coverage):
         flag = "--operating_point" if clinical.operating_point else "--abstain_coverage"

@@ -23,7 +23,7 @@ from skinacc.data.folder import read_image_folder
 from skinacc.data.hub_dataset import read_hf_dataset
 from skinacc.data.loaders import default_num_workers
 from skinacc.data.report import BadFile, DataReport, SkinData, paths_of
-from skinacc.data.splits import split_indices, stratified_split
+from skinacc.data.splits import cv_split, split_indices, stratified_split
 from skinacc.data.synthetic import SyntheticSpec, generate_synthetic_dataset
 
 __all__ = ["BadFile", "DataReport", "SkinData", "load_skin_dataset", "paths_of"]
@@ -112,7 +112,18 @@ def load_skin_dataset(
         if "group" not in flat:  # a given group column keeps its values; the split uses the merged groups
             flat["group"] = [f"dup{g}" for g in gid]
         groups = gid.astype(str).astype(object)
-    if "all" in columns:
+    if args.cv_folds and "all" not in columns:
+        raise ValueError(
+            "--cv_folds cuts the images into folds itself, but the data come with predefined splits "
+            "(train/ test/ folders or dataset splits): give the images as one pool"
+        )
+    if args.cv_folds:
+        if args.cv_fold is None:
+            raise ValueError(
+                "--cv_folds: load one fold at a time (--cv_fold k); skinacc.run.cv runs them all"
+            )
+        idx = cv_split(labels, args.test_size, args.cv_folds, args.cv_fold, args.split_seed, groups)
+    elif "all" in columns:
         idx = split_indices(labels, args.test_size, args.val_size, args.split_seed, groups)
     else:
         idx = {s: np.flatnonzero(origin_arr == s) for s in ("train", "validation", "test")}

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["split_indices", "stratified_split"]
+__all__ = ["cv_split", "split_indices", "stratified_split"]
 
 
 def stratified_split(
@@ -87,10 +87,46 @@ def split_indices(
         ``{"train": idx, "validation": idx, "test": idx}``; ``validation`` is empty if ``val_size`` is 0.
     """
     labels = np.asarray(labels)
-    train, test = stratified_split(labels, test_size, seed, groups)
+    if test_size > 0:
+        train, test = stratified_split(labels, test_size, seed, groups)
+    else:  # a final model on every image (--final_fit --test_size 0)
+        train, test = np.arange(len(labels)), np.array([], dtype=np.int64)
     out = {"train": train, "validation": np.array([], dtype=np.int64), "test": test}
     if val_size > 0:
         sub_groups = None if groups is None else np.asarray(groups, dtype=object)[train]
         keep, val = stratified_split(labels[train], val_size, seed + 1, sub_groups)
         out["train"], out["validation"] = train[keep], train[val]
     return out
+
+
+def cv_split(
+    labels: Sequence[int],
+    test_size: float,
+    folds: int,
+    fold: int,
+    seed: int = 42,
+    groups: Sequence | None = None,
+) -> dict[str, np.ndarray]:
+    """Fold ``fold`` of a K-fold cross-validation: ``test_size`` held out first (as :func:`split_indices`
+    does, so the test split is the same one), the rest cut into ``folds`` folds by scikit-learn's
+    ``StratifiedGroupKFold`` (stratified by class, whole groups per fold, shuffled with ``seed``).
+
+    Returns:
+        ``{"train": idx, "validation": the held-out fold, "test": idx}``.
+
+    Raises:
+        ValueError: Fewer groups than folds.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels = np.asarray(labels)
+    if test_size > 0:
+        rest, test = stratified_split(labels, test_size, seed, groups)
+    else:
+        rest, test = np.arange(len(labels)), np.array([], dtype=np.int64)
+    g = np.arange(len(rest)) if groups is None else np.asarray(groups, dtype=object)[rest].astype(str)
+    if len(np.unique(g)) < folds:
+        raise ValueError(f"--cv_folds={folds}: only {len(np.unique(g))} groups outside the test split")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    train, val = list(splitter.split(np.zeros(len(rest)), labels[rest], g))[fold]
+    return {"train": rest[np.sort(train)], "validation": rest[np.sort(val)], "test": test}

@@ -19,6 +19,7 @@ from skinacc.metrics.report import format_metrics_table, scalar_metrics, write_e
 from skinacc.optim import selection_summary
 from skinacc.plots import plot_evaluation, plot_training_curves
 from skinacc.run.clinical import choose_rules, clinical_scalars, report_clinical, store_rules, wants_rules
+from skinacc.run.oof import write_out_of_fold
 from skinacc.rundir import write_json
 from skinacc.stopping import TrainingStopped
 from skinacc.tracking import log_run_end, main_print
@@ -56,7 +57,11 @@ def finish_run(run: TrainingRun) -> dict[str, Any]:
     testing = args.eval_test and s.plan.sizes["test"] > 0
     clinical = run.clinical_args
     # Validation is predicted again at the end to fit the temperature and to choose decision thresholds.
-    need_val = (args.calibrate or wants_rules(clinical)) and s.plan.sizes["validation"] > 0
+    # A cross-validation fold also keeps its model's predictions of its held-out fold (out-of-fold).
+    fold = run.data_args.cv_fold
+    need_val = (args.calibrate or wants_rules(clinical) or fold is not None) and s.plan.sizes[
+        "validation"
+    ] > 0
     if (best / "model.safetensors").is_file() and (need_val or testing):
         acc.unwrap_model(s.model, keep_torch_compile=False).load_state_dict(
             load_file(str(best / "model.safetensors"))
@@ -82,6 +87,8 @@ def finish_run(run: TrainingRun) -> dict[str, Any]:
                 f"{cal['temperature']:.3f}, ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}, "
                 f"NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}",
             )
+        if val is not None and fold is not None and acc.is_main_process:
+            write_out_of_fold(out / "eval_validation", val, s.plan, class_names, fold, model_epoch)
         rules = DecisionRules()
         if val is not None and wants_rules(clinical) and acc.is_main_process:
             rules = choose_rules(clinical, class_names, val.labels, val.probs, val.disagreement)
@@ -141,5 +148,5 @@ def finish_run(run: TrainingRun) -> dict[str, Any]:
             folder = export_for_hub(out, out / "hub", log_args.hub_model_id, log_args.hub_license)
             url = push_folder_to_hub(folder, log_args.hub_model_id, log_args.hub_private)
             main_print(acc, f"pushed {folder} to the Hub: {url}")
-    acc.end_training()
+    run.end()
     return summary

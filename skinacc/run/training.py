@@ -81,6 +81,9 @@ class TrainingRun:
         watch_launcher: Ask for SIGTERM when the parent process dies, so that a killed launcher stops
             its ranks. Default: when started by ``accelerate launch`` (it sets ``ACCELERATE_DYNAMO_BACKEND``
             for every process it starts); a run called in-process leaves its caller alone.
+        end_process_group: End the launch's process group when the run is done (accelerate's
+            ``end_training``). A caller that runs several runs in one launch (cross-validation,
+            :mod:`skinacc.run.cv`) passes False and ends it after the last; the trackers end either way.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class TrainingRun:
         clinical_args: ClinicalArguments | None = None,
         accelerator=None,
         watch_launcher: bool | None = None,
+        end_process_group: bool = True,
     ):
         self.data_args, self.model_args, self.args, self.log_args = data_args, model_args, args, log_args
         self.clinical_args = clinical_args or ClinicalArguments()
@@ -101,6 +105,7 @@ class TrainingRun:
         if watch_launcher is None:
             watch_launcher = "ACCELERATE_DYNAMO_BACKEND" in os.environ
         self.watch_launcher = watch_launcher
+        self.end_process_group = end_process_group
         self.stop: StopRequest | None = None
         self._lock = None
         self.setup: TrainingSetup | None = None
@@ -199,6 +204,14 @@ class TrainingRun:
             )
             data.report.save(self.out / "data_report.json")
         start_tracking(acc, self.log_args, self.options | extra, self.out, "train", **self.identity)
+
+    def end(self) -> None:
+        """End the run's trackers and, unless the caller keeps it for more runs, the process group."""
+        if self.end_process_group:
+            self.accelerator.end_training()
+        else:
+            for tracker in self.accelerator.trackers:
+                tracker.finish()
 
     def halt(self, phase: str, save: bool) -> TrainingStopped:
         """The stop to raise during ``phase``, after saving a checkpoint when the phase needs one."""

@@ -1,0 +1,189 @@
+"""Grouped, stratified K-fold cross-validation: K ordinary training runs and one report.
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/train.py \\
+        --config recipes/configs/dermoscopy.yaml --cv_folds 5 --test_size 0 --output_dir outputs/cv5
+    accelerate launch ... recipes/train.py ... --cv_folds 5 --resume_from_checkpoint latest   # after a stop
+
+Fold ``k`` is the run folder ``<output_dir>/fold_<k>``: a :class:`~skinacc.run.TrainingRun` with
+``--cv_fold k``, validating (selection, early stopping, calibration) on its held-out fold and keeping its
+model's predictions of that fold (:mod:`skinacc.run.oof`). Finished folds are kept when the command runs
+again, a stopped one resumes from its checkpoint (``--resume_from_checkpoint latest``). Then the
+out-of-fold predictions, one per image outside the test split, are scored once:
+``<output_dir>/cv_report.json`` (per-fold metrics, mean ± sd, the out-of-fold metrics with
+lesion-resampled CIs) and ``<output_dir>/oof/`` (the evaluation files and ``clinical.json``).
+
+A ``--test_size`` test split stays untouched: fold runs do not evaluate it (``--eval_test`` is off for
+them); score it once, at the end, with the final model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skinacc.config import ClinicalArguments, DataArguments, LoggingArguments, ModelArguments, TrainArguments
+from skinacc.run.oof import OOF_FILE, read_out_of_fold
+
+__all__ = ["cv_report", "fold_dir", "run_cross_validation"]
+
+#: The per-fold figures of the report (from each fold's eval_validation/metrics.json).
+FOLD_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "ece")
+
+
+def fold_dir(output_dir: str | Path, fold: int) -> Path:
+    return Path(output_dir) / f"fold_{fold}"
+
+
+def _finished(d: Path) -> bool:
+    return (d / "summary.json").is_file() and (d / "eval_validation" / OOF_FILE).is_file()
+
+
+def run_cross_validation(
+    data_args: DataArguments,
+    model_args: ModelArguments,
+    args: TrainArguments,
+    log_args: LoggingArguments,
+    clinical_args: ClinicalArguments | None = None,
+) -> dict[str, Any]:
+    """Train every fold not yet finished (see the module docstring), then write the report.
+
+    Returns:
+        The report (``cv_report.json``'s content).
+    """
+    from accelerate import Accelerator
+
+    from skinacc.run.training import TrainingRun
+
+    out = Path(args.output_dir)
+    # No accelerate state is made here before the first run's Accelerator: a bare PartialState would set
+    # the launch up without the Accelerator's own reading of it (e.g. ACCELERATE_USE_CPU for gloo ranks).
+    main = os.environ.get("RANK", "0") == "0"
+    for k in range(data_args.cv_folds):
+        d = fold_dir(out, k)
+        if _finished(d) and not args.overwrite_output_dir:
+            if main:
+                print(f"fold {k}: finished earlier ({d}), kept")
+            continue
+        has_checkpoint = (d / "checkpoints").is_dir() and any((d / "checkpoints").iterdir())
+        fold_args = dataclasses.replace(
+            args,
+            output_dir=str(d),
+            eval_test=False,  # the test split waits for the final model
+            resume_from_checkpoint=args.resume_from_checkpoint if has_checkpoint else None,
+        )
+        if main:
+            print(f"== fold {k + 1} of {data_args.cv_folds}: {d} ==")
+        with TrainingRun(
+            dataclasses.replace(data_args, cv_fold=k),
+            model_args,
+            fold_args,
+            log_args,
+            clinical_args=clinical_args,
+            end_process_group=False,  # the next fold runs in the same launch
+        ) as run:
+            run.run()
+    state = Accelerator()  # the launch's (every fold's) state; one of its own if every fold was finished
+    state.wait_for_everyone()
+    report: dict[str, Any] = {}
+    if state.is_main_process:
+        report = cv_report(
+            out, data_args.cv_folds, clinical_args or ClinicalArguments(), data_args.group_column
+        )
+    state.wait_for_everyone()
+    state.end_training()  # the trackers and the process group of the whole launch
+    return report
+
+
+def cv_report(
+    out: Path, folds: int, clinical: ClinicalArguments, group_column: str | None = None
+) -> dict[str, Any]:
+    """Join the folds' out-of-fold predictions and score them once (main process).
+
+    Raises:
+        ValueError: A fold is missing, or an image is predicted by two folds.
+    """
+    from skinacc.clinical import (
+        ClinicalInputs,
+        clinical_evaluation,
+        clinical_summary,
+        resolve_label_groups,
+        write_clinical,
+    )
+    from skinacc.metrics.report import format_metrics_table, scalar_metrics, write_evaluation
+    from skinacc.plots import plot_evaluation
+    from skinacc.rundir import write_json
+
+    parts, per_fold = [], []
+    for k in range(folds):
+        d = fold_dir(out, k)
+        if not _finished(d):
+            raise ValueError(
+                f"--cv_folds={folds}: fold {k} ({d}) has not finished; run the command again to train it"
+            )
+        parts.append(read_out_of_fold(d / "eval_validation" / OOF_FILE))
+        m = json.loads((d / "eval_validation" / "metrics.json").read_text())
+        s = json.loads((d / "summary.json").read_text())
+        per_fold.append({"fold": k, "images": m["num_samples"], "model_epoch": s.get("model_epoch"),
+                         **{f: m[f] for f in FOLD_METRICS}})  # fmt: skip
+    names = parts[0]["class_names"]
+    if any(p["class_names"] != names for p in parts):
+        raise ValueError("the folds' models have different classes: were they trained on the same data?")
+    cat = {
+        k: np.concatenate([p[k] for p in parts])
+        for k in ("sample_id", "label", "probs", "path", "group", "fold")
+    }
+    ids, counts = np.unique(cat["sample_id"], return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"{int((counts > 1).sum())} images were held out by more than one fold")
+    order = np.argsort(cat["sample_id"])
+    cat = {k: v[order] for k, v in cat.items()}
+    oof_dir = out / "oof"
+    extra = {"split": f"out-of-fold ({folds} folds)", "folds": folds}
+    metrics = write_evaluation(oof_dir, cat["label"], cat["probs"], names, list(cat["path"]), extra)
+    plot_evaluation(oof_dir, cat["label"], cat["probs"], names, metrics)
+    groups = cat["group"] if group_column and (cat["group"] != "").any() else None
+    x = ClinicalInputs(cat["label"], cat["probs"], names, groups, group_column if groups is not None else None,
+                       resolve_label_groups(clinical.label_groups, names))  # fmt: skip
+    clinical_report = clinical_evaluation(
+        x, n_boot=clinical.bootstrap, level=clinical.ci_level, seed=clinical.bootstrap_seed,
+        pauc_min_tpr=clinical.pauc_min_tpr, report_coverage=clinical.report_coverage,
+    )  # fmt: skip
+    write_clinical(oof_dir, clinical_report)
+    summary = {
+        f: {
+            "mean": float(np.mean([r[f] for r in per_fold])),
+            "sd": float(np.std([r[f] for r in per_fold], ddof=1)),
+        }
+        for f in FOLD_METRICS
+    }
+    epochs = [r["model_epoch"] for r in per_fold if r["model_epoch"]]
+    report = {
+        "folds": folds,
+        "images": int(len(ids)),
+        "per_fold": per_fold,
+        "fold_mean_sd": summary,
+        "out_of_fold": scalar_metrics(metrics),
+        "out_of_fold_ci": clinical_report["headline"],
+        "ci_unit": clinical_report["bootstrap"]["unit"],
+        "model_epochs": epochs,
+        "final_fit_epochs": int(np.median(epochs)) if epochs else None,
+    }
+    write_json(out / "cv_report.json", report)
+    lines = [
+        f"== {folds}-fold cross-validation: {len(ids)} images, each predicted once by the fold that held it out =="
+    ]
+    for r in per_fold:
+        lines.append(f"  fold {r['fold']}: {r['images']} images, balanced accuracy {r['balanced_accuracy']:.4f}, "
+                     f"accuracy {r['accuracy']:.4f} (model of epoch {r['model_epoch']})")  # fmt: skip
+    for f, v in summary.items():
+        lines.append(f"  {f:<20s} {v['mean']:.4f} ± {v['sd']:.4f} over folds")
+    print("\n".join(lines))
+    print(format_metrics_table(metrics, "out-of-fold predictions"))
+    print(clinical_summary(clinical_report))
+    print(f"wrote {out / 'cv_report.json'} and {oof_dir}/")
+    return report
