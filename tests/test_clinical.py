@@ -150,7 +150,6 @@ def test_lesion_resampling_widens_intervals_and_is_seeded():
 def test_paired_bootstrap_of_a_model_against_itself_and_a_worse_one():
     y, p = _predictions(ties=False)
     gid = group_ids(None, len(y))
-    worse = 0.5 * p + 0.5 / 8
 
     def metrics(probs):
         return lambda w: from_confusion(confusion(w, y, probs.argmax(1), 8))
@@ -162,7 +161,6 @@ def test_paired_bootstrap_of_a_model_against_itself_and_a_worse_one():
     noisy = np.random.default_rng(5).dirichlet(np.ones(8), len(y))
     diff = paired_bootstrap(metrics(p), metrics(noisy), gid, 500)["accuracy"]
     assert diff["ci_low"] > 0 and diff["share_above_zero"] > 0.95
-    assert worse.argmax(1).tolist() == p.argmax(1).tolist()  # a flatter model keeps its top class
 
 
 def test_operating_point_is_chosen_on_validation_and_frozen():

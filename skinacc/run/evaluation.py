@@ -141,7 +141,9 @@ def evaluate_model(
             views = predictor.probs(z.reshape(-1, z.shape[-1])).reshape(z.shape) if z.shape[1] > 1 else None
             log.append(ids, y, predictor.probs(z), None if views is None else view_disagreement(views))
 
-    rules = _decision_rules(args, clinical, loaded, data, predictor, accelerator, workers, data_args)
+    rules = _decision_rules(
+        args, clinical, loaded, data, to_model, predictor, accelerator, workers, data_args
+    )
     images_per_sec = 0.0
     if plan.size:
         images_per_sec = evaluate(
@@ -216,7 +218,7 @@ def evaluate_model(
 
 
 def _decision_rules(
-    args, clinical, loaded, data, predictor, accelerator, workers, data_args
+    args, clinical, loaded, data, to_model, predictor, accelerator, workers, data_args
 ) -> DecisionRules:
     """The model's stored rules, or new ones chosen on the data's validation split when
     ``--operating_point``/``--abstain_coverage`` are given (and stored with ``--save_rules``)."""
@@ -243,7 +245,6 @@ def _decision_rules(
         pin_memory=data_args.pin_memory,
     )
     val = evaluate(accelerator, predictor, vplan.loader, desc="validation")
-    to_model = np.array([loaded.label_names.index(c) for c in data.class_names])
     rules = DecisionRules()
     if accelerator.is_main_process:
         rules = choose_rules(clinical, loaded.label_names, to_model[val.labels], val.probs, val.disagreement)
