@@ -25,6 +25,8 @@ from torch import nn
 
 from skinacc.clinical.decision import DecisionRules
 from skinacc.data.data_config import DataConfig, resolve_data_config
+from skinacc.ensemble import ENSEMBLE_DIR, ENSEMBLE_FILE, is_ensemble, load_ensemble
+from skinacc.rundir import replace_folder
 
 __all__ = [
     "CLASS_MAP",
@@ -127,14 +129,7 @@ def save_timm_folder(
         (tmp / CLASS_MAP).write_text("\n".join(label_names) + "\n")
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-        old = folder.with_name(f".old-{folder.name}")
-        if folder.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old.exists():
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -143,18 +138,25 @@ def save_timm_folder(
 
 def set_inference(folder: str | os.PathLike, **settings: Any) -> dict[str, Any]:
     """Update skinacc's inference settings (``tta``, ``temperature``, ...) in a model folder's
-    ``config.json``, atomically. Returns the settings now stored."""
-    path = Path(folder) / "config.json"
-    cfg = json.loads(path.read_text())
-    cfg[SKINACC_KEY] = {**cfg.get(SKINACC_KEY, {}), **settings}
+    ``config.json`` (an ensemble folder's ``ensemble.json``), atomically. Returns the settings now stored."""
+    if is_ensemble(folder):
+        path = Path(folder) / ENSEMBLE_FILE
+        cfg = json.loads(path.read_text())
+        cfg.update(settings)
+        block = cfg
+    else:
+        path = Path(folder) / "config.json"
+        cfg = json.loads(path.read_text())
+        cfg[SKINACC_KEY] = block = {**cfg.get(SKINACC_KEY, {}), **settings}
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(cfg, indent=2))
     os.replace(tmp, path)
-    return cfg[SKINACC_KEY]
+    return block
 
 
 def resolve_model_spec(spec: str) -> str:
-    """``local-dir:<folder>`` or ``hf-hub:<repo>`` for a run directory, timm folder or Hub id.
+    """``local-dir:<folder>`` or ``hf-hub:<repo>`` for a run directory, timm folder, ensemble folder (or a
+    cross-validation folder, whose ``ensemble/`` it is) or Hub id.
 
     Raises:
         FileNotFoundError: A local path that holds no model.
@@ -166,8 +168,15 @@ def resolve_model_spec(spec: str) -> str:
         p = p / "best"
     if (p / "config.json").is_file():
         return f"local-dir:{p}"
+    # An ensemble folder, or a cross-validation folder's ensemble (skinacc.ensemble).
+    for q in (p, p / ENSEMBLE_DIR):
+        if is_ensemble(q):
+            return f"local-dir:{q}"
     if p.exists() or spec.startswith((".", "/")):
-        raise FileNotFoundError(f"--model={spec!r}: no config.json (timm format) in {p} or {p / 'best'}")
+        raise FileNotFoundError(
+            f"--model={spec!r}: no config.json (timm format) in {p} or {p / 'best'}, and no "
+            f"{ENSEMBLE_FILE} in {p} or {p / ENSEMBLE_DIR}"
+        )
     return f"hf-hub:{spec}"
 
 
@@ -176,7 +185,8 @@ def load_model(spec: str, device: str | torch.device = "cpu") -> LoadedModel:
 
     Args:
         spec: A skinacc run directory (its ``best/`` export is used), a timm folder, ``local-dir:<folder>``,
-            or ``hf-hub:<repo>`` / a Hub repo id (online).
+            or ``hf-hub:<repo>`` / a Hub repo id (online); or an ensemble folder or cross-validation folder
+            (:mod:`skinacc.ensemble`: the model is an :class:`~skinacc.ensemble.EnsembleModel`).
         device: Where to put the model.
 
     Returns:
@@ -187,6 +197,8 @@ def load_model(spec: str, device: str | torch.device = "cpu") -> LoadedModel:
         FileNotFoundError: A local path that holds no model.
     """
     name = resolve_model_spec(spec)
+    if name.startswith("local-dir:") and is_ensemble(name[len("local-dir:") :]):
+        return load_ensemble(name[len("local-dir:") :], device)
     model = timm.create_model(name, pretrained=True)
     settings = _inference_settings(name)
     cfg = model.pretrained_cfg

@@ -130,7 +130,8 @@ class Explainer:
     Args:
         model: A timm CNN (or any CNN classifier).
         data_cfg: The model's data config (input size, mean, std).
-        layer: Target layer name (``model.named_modules()``); default :func:`default_cam_layer`.
+        layer: Target layer name (``model.named_modules()``); default :func:`default_cam_layer` (for an
+            ensemble, each member's, comma-separated: grad-cam averages the maps).
         method: One of :data:`CAM_METHODS`.
         temperature: Softmax temperature for the reported probabilities.
 
@@ -159,7 +160,14 @@ class Explainer:
         self.device = next(model.parameters()).device
         # The one inference path's normalisation and tempered softmax (single view: the map is of it).
         self.predictor = Predictor(model, data_cfg, temperature=temperature, device=self.device)
-        if layer is None:
+        if layer is None and hasattr(model, "members"):
+            # An ensemble (skinacc.ensemble): every member's last map; grad-cam averages their maps.
+            layers = [
+                f"members.{i}.{default_cam_layer(m, data_cfg.image_size)}"
+                for i, m in enumerate(model.members)
+            ]
+            layer = ",".join(layers)
+        elif layer is None:
             layer = default_cam_layer(model, data_cfg.image_size)
         else:
             names = dict(model.named_modules())
@@ -186,7 +194,8 @@ class Explainer:
         # grad-cam needs gradients through the model even when the caller runs under no_grad.
         # grad-cam's hooks live only for this call: any other forward pass of the model (predictions,
         # evaluation) would otherwise append its activations to the hooks' lists and hold them.
-        cam = self._cam_cls(model=self.model, target_layers=[self.model.get_submodule(self.layer)])
+        layers = [self.model.get_submodule(name) for name in self.layer.split(",")]
+        cam = self._cam_cls(model=self.model, target_layers=layers)
         try:
             # One forward and one backward: grad-cam keeps the logits of its own forward pass.
             with torch.enable_grad():

@@ -306,6 +306,10 @@ def _card_facts(run_dir: Path) -> dict[str, Any]:
             training["temperature (fitted on validation)"] = round(
                 float(sm["calibration_val_temperature"]), 4
             )
+        if "calibration_oof_temperature" in sm:
+            training["temperature (fitted on cross-validation's out-of-fold predictions)"] = round(
+                float(sm["calibration_oof_temperature"]), 4
+            )
     facts["training"] = {k: v for k, v in training.items() if v is not None}
     return facts
 

@@ -39,6 +39,7 @@ __all__ = [
     "human_bytes",
     "output_dir_problem",
     "previous_run_files",
+    "replace_folder",
     "write_history",
     "write_json",
     "write_rows",
@@ -271,6 +272,19 @@ def claim_output_dir(out: str | os.PathLike, resume: bool, overwrite: bool) -> R
 
 # ----------------------------------------------------------------------------------------------------
 # The run's files, written atomically (main process)
+
+
+def replace_folder(tmp: Path, folder: Path) -> None:
+    """Put the finished folder ``tmp`` in the place of ``folder`` (made or replaced) by renames, so a
+    crash leaves the old folder or the new one whole, never a mix."""
+    old = folder.with_name(f".old-{folder.name}")
+    if folder.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:

@@ -143,3 +143,9 @@ def test_cross_validation_under_two_processes(tmp_path):
     for k in range(2):
         with np.load(out / f"fold_{k}" / "eval_validation" / "oof.npz") as z:
             assert len(set(z["sample_id"].tolist())) == len(z["sample_id"]), "each held-out image once"
+            assert z["logits"].shape[:2] == (len(z["sample_id"]), 1), (
+                "every view's logits, for the OOF temperature"
+            )
+    assert cv["oof_temperature"] > 0
+    spec = json.loads((out / "ensemble" / "ensemble.json").read_text())
+    assert [m["path"] for m in spec["members"]] == ["members/fold_0", "members/fold_1"]

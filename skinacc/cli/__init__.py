@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "app": ("app", "the web demo (Gradio page with Grad-CAM)"),
     "audit": ("audit", "duplicates, suspect labels and image quality of a dataset"),
     "prepare-shards": ("prepare_shards", "pre-resized Parquet shards for --streaming"),
+    "ensemble": ("ensemble", "a cross-validation's fold models as one ensemble; weight soups"),
     "export-onnx": ("export_onnx", "export a trained model to ONNX, checked with onnxruntime"),
     "push-to-hub": ("push_to_hub", "publish a trained model to the Hugging Face Hub"),
     "plots": ("plots", "redraw every plot of a run folder"),

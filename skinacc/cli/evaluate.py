@@ -42,9 +42,9 @@ from __future__ import annotations
 from typing import Any
 
 from skinacc.cli.common import parse_args
-from skinacc.config import ClinicalArguments, DataArguments, LoggingArguments, read_run_config
+from skinacc.config import ClinicalArguments, DataArguments, LoggingArguments
 from skinacc.config.inference import EvalArguments
-from skinacc.run.evaluation import evaluate_model, run_data_options
+from skinacc.run.evaluation import evaluate_model, model_run_config, run_data_options
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # columns for an outside source, whose metadata differ.
         args, data_args, _, _ = first
         given["external"] = bool(data_args.data_dir or data_args.dataset_name)
-        clinical = dict(read_run_config(args.model).get("clinical", {})) if args.model else {}
+        clinical = dict(model_run_config(args.model).get("clinical", {}))
         clinical = {k: v for k, v in clinical.items() if k not in ("operating_point", "abstain_coverage")}
         if given["external"]:
             clinical.pop("subgroup_columns", None)

@@ -12,6 +12,7 @@ import torch
 __all__ = [
     "CAM_METHODS",
     "AppArguments",
+    "EnsembleArguments",
     "EvalArguments",
     "OnnxArguments",
     "PredictArguments",
@@ -335,4 +336,32 @@ class PushArguments:
             p.append("--hub_model_id is required unless --dry_run")
         if self.hub_model_id and self.hub_model_id.count("/") != 1:
             p.append(f"--hub_model_id={self.hub_model_id!r}: must look like '<user-or-org>/<name>'")
+        return p
+
+
+@dataclass
+class EnsembleArguments:
+    """Which cross-validation's fold models to combine, and how."""
+
+    cv_dir: str = field(
+        default="",
+        metadata={"help": "The --output_dir of a finished --cv_folds run (its fold_<k>/best models)."},
+    )
+    soup: Literal["none", "uniform", "greedy", "both"] = field(
+        default="none",
+        metadata={
+            "help": "Also average the fold models' weights into one timm model: all of them ('uniform'), "
+            "those greedy selection keeps ('greedy'), or both; written to <cv_dir>/soup_<method>."
+        },
+    )
+    batch_size: int = field(default=128, metadata={"help": "Batch size of the greedy soup's scoring."})
+
+    def validate(self) -> list[str]:
+        p = []
+        if not self.cv_dir:
+            p.append("--cv_dir is required: the --output_dir of a --cv_folds run")
+        elif not (Path(self.cv_dir) / "cv_report.json").is_file():
+            p.append(f"--cv_dir={self.cv_dir!r}: no cv_report.json there (not a finished --cv_folds run)")
+        if self.batch_size < 1:
+            p.append(f"--batch_size={self.batch_size}: must be >= 1")
         return p

@@ -157,6 +157,13 @@ class TrainArguments:
         default=False,
         resume=True,
     )
+    calibrate_from: str | None = option(
+        "A finished --cv_folds output folder: store its temperature, fitted on the pooled out-of-fold "
+        "predictions (cv_report.json's oof_temperature), with this model. For --final_fit, which keeps no "
+        "validation split to --calibrate on; the cross-validation's --tta must be this run's.",
+        default=None,
+        resume=True,
+    )
     final_fit: bool = option(
         "Train on train + validation for exactly --epochs (take the best epoch of a model-selection run) "
         "and keep the last weights: the final model sees every labelled image except the test split. "
@@ -214,6 +221,8 @@ class TrainArguments:
             p.append(f"--min_lr={self.min_lr}: must be in [0, --lr={self.lr})")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             p.append(f"--ema_decay={self.ema_decay}: must be in (0, 1), e.g. 0.999")
+        if self.calibrate_from is not None:
+            p += self._calibrate_from_problems()
         if self.final_fit:
             if self.scheduler == "plateau":
                 p.append(
@@ -224,3 +233,17 @@ class TrainArguments:
                     "--final_fit has no validation split to fit --calibrate on: calibrate the selection run"
                 )
         return p
+
+    def _calibrate_from_problems(self) -> list[str]:
+        from skinacc.run.cv_models import oof_temperature
+
+        if self.calibrate:
+            return [f"--calibrate_from={self.calibrate_from!r} and --calibrate: choose one temperature"]
+        try:
+            _, tta = oof_temperature(self.calibrate_from)
+        except (FileNotFoundError, ValueError) as e:
+            return [f"--calibrate_from={self.calibrate_from!r}: {e}"]
+        if tta != self.tta:
+            return [f"--calibrate_from={self.calibrate_from!r}: its temperature was fitted at --tta {tta}, "
+                    f"this run uses --tta {self.tta}: use the same"]  # fmt: skip
+        return []

@@ -10,7 +10,9 @@ model's predictions of that fold (:mod:`skinacc.run.oof`). Finished folds are ke
 again, a stopped one resumes from its checkpoint (``--resume_from_checkpoint latest``). Then the
 out-of-fold predictions, one per image outside the test split, are scored once:
 ``<output_dir>/cv_report.json`` (per-fold metrics, mean ± sd, the out-of-fold metrics with
-lesion-resampled CIs) and ``<output_dir>/oof/`` (the evaluation files and ``clinical.json``).
+lesion-resampled CIs, the median model epoch for a final fit, a temperature fitted on the pooled
+out-of-fold logits), ``<output_dir>/oof/`` (the evaluation files and ``clinical.json``) and
+``<output_dir>/ensemble/``: the K fold models as one model (:mod:`skinacc.ensemble`).
 
 A ``--test_size`` test split stays untouched: fold runs do not evaluate it (``--eval_test`` is off for
 them); score it once, at the end, with the final model.
@@ -26,7 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from skinacc.config import ClinicalArguments, DataArguments, LoggingArguments, ModelArguments, TrainArguments
+from skinacc.config import (
+    ClinicalArguments,
+    DataArguments,
+    LoggingArguments,
+    ModelArguments,
+    TrainArguments,
+    read_run_config,
+)
+from skinacc.run.cv_models import write_cv_ensemble
 from skinacc.run.oof import OOF_FILE, read_out_of_fold
 
 __all__ = ["cv_report", "fold_dir", "run_cross_validation"]
@@ -118,7 +128,7 @@ def cv_report(
     from skinacc.plots import plot_evaluation
     from skinacc.rundir import write_json
 
-    parts, per_fold = [], []
+    parts, per_fold, ttas = [], [], set()
     for k in range(folds):
         d = fold_dir(out, k)
         if not _finished(d):
@@ -128,8 +138,12 @@ def cv_report(
         parts.append(read_out_of_fold(d / "eval_validation" / OOF_FILE))
         m = json.loads((d / "eval_validation" / "metrics.json").read_text())
         s = json.loads((d / "summary.json").read_text())
+        ttas.add(str(((read_run_config(d).get("train") or {}).get("tta")) or "none"))
         per_fold.append({"fold": k, "images": m["num_samples"], "model_epoch": s.get("model_epoch"),
                          **{f: m[f] for f in FOLD_METRICS}})  # fmt: skip
+    if len(ttas) > 1:
+        raise ValueError(f"the folds were trained with different --tta ({sorted(ttas)}): run them alike")
+    tta = ttas.pop()
     names = parts[0]["class_names"]
     if any(p["class_names"] != names for p in parts):
         raise ValueError("the folds' models have different classes: were they trained on the same data?")
@@ -162,6 +176,14 @@ def cv_report(
         for f in FOLD_METRICS
     }
     epochs = [r["model_epoch"] for r in per_fold if r["model_epoch"]]
+    oof_temperature = None
+    if all("logits" in p for p in parts):
+        # The temperature of a model that has no validation split left (a --final_fit, a soup): fitted on
+        # the pooled out-of-fold logits, each image predicted by a model that never trained on it.
+        from skinacc.calibration import fit_temperature
+
+        oof_temperature = fit_temperature(np.concatenate([p["logits"] for p in parts]),
+                                          np.concatenate([p["label"] for p in parts]))  # fmt: skip
     report = {
         "folds": folds,
         "images": int(len(ids)),
@@ -172,6 +194,8 @@ def cv_report(
         "ci_unit": clinical_report["bootstrap"]["unit"],
         "model_epochs": epochs,
         "final_fit_epochs": int(np.median(epochs)) if epochs else None,
+        "oof_temperature": oof_temperature,
+        "tta": tta,
     }
     write_json(out / "cv_report.json", report)
     lines = [
@@ -185,5 +209,10 @@ def cv_report(
     print("\n".join(lines))
     print(format_metrics_table(metrics, "out-of-fold predictions"))
     print(clinical_summary(clinical_report))
-    print(f"wrote {out / 'cv_report.json'} and {oof_dir}/")
+    if oof_temperature is not None:
+        print(f"  temperature fitted on the out-of-fold predictions (tta {tta}): {oof_temperature:.4f}")
+    folder = write_cv_ensemble(out, folds, report)
+    print(
+        f"wrote {out / 'cv_report.json'}, {oof_dir}/ and the {folds} fold models as one ensemble, {folder}/"
+    )
     return report

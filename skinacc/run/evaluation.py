@@ -23,6 +23,7 @@ from skinacc.config.inference import EvalArguments
 from skinacc.console import setup_logging
 from skinacc.data import default_num_workers, load_data
 from skinacc.data.plan import build_eval_plan
+from skinacc.ensemble import ENSEMBLE_DIR, ENSEMBLE_FILE, is_ensemble
 from skinacc.evaluation import PredictionLog, evaluate, stress_test
 from skinacc.inference import collect_images, iter_probs
 from skinacc.metrics.report import format_metrics_table, scalar_metrics, write_evaluation
@@ -31,10 +32,18 @@ from skinacc.predictor import Predictor, set_memory_format
 from skinacc.run.clinical import choose_rules, clinical_scalars, report_clinical, store_rules, wants_rules
 from skinacc.tracking import log_evaluation, log_images, start_tracking, wandb_run
 
-__all__ = ["PARTIAL", "evaluate_model", "run_data_options"]
+__all__ = ["PARTIAL", "evaluate_model", "model_run_config", "run_data_options"]
 
 #: Results written as they come (see skinacc.evaluation.PredictionLog); removed once the metrics are out.
 PARTIAL = "predictions.partial"
+
+
+def model_run_config(model: str | None) -> dict[str, Any]:
+    """The resolved configuration of the training behind ``model``: a run folder's, an ensemble folder's,
+    or a cross-validation folder's ensemble's (``{}`` for a bare timm folder or a Hub id)."""
+    if not model:
+        return {}
+    return read_run_config(model) or read_run_config(Path(model) / ENSEMBLE_DIR)
 
 
 def run_data_options(model: str | None) -> dict[str, Any]:
@@ -42,7 +51,7 @@ def run_data_options(model: str | None) -> dict[str, Any]:
 
     Not its sizes: those come with the model, and ``--image_size``/``--resize_size`` given here override them.
     """
-    data = dict(read_run_config(model).get("data", {})) if model else {}
+    data = dict(model_run_config(model).get("data", {}))
     return {k: v for k, v in data.items() if k not in ("image_size", "resize_size")}
 
 
@@ -258,8 +267,10 @@ def _decision_rules(
                 raise ValueError(
                     f"--save_rules writes into a local model folder; --model={args.model!r} is not one"
                 )
-            store_rules(folder[len("local-dir:") :], rules)
-            accelerator.print(f"--save_rules: stored in {folder[len('local-dir:') :]}/config.json")
+            folder = folder[len("local-dir:") :]
+            store_rules(folder, rules)
+            where = Path(folder) / (ENSEMBLE_FILE if is_ensemble(folder) else "config.json")
+            accelerator.print(f"--save_rules: stored in {where}")
     return broadcast_object_list([rules])[0]
 
 

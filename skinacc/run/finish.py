@@ -19,6 +19,7 @@ from skinacc.metrics.report import format_metrics_table, scalar_metrics, write_e
 from skinacc.optim import selection_summary
 from skinacc.plots import plot_evaluation, plot_training_curves
 from skinacc.run.clinical import choose_rules, clinical_scalars, report_clinical, store_rules, wants_rules
+from skinacc.run.cv_models import oof_temperature
 from skinacc.run.oof import write_out_of_fold
 from skinacc.rundir import write_json
 from skinacc.stopping import TrainingStopped
@@ -62,6 +63,14 @@ def finish_run(run: TrainingRun) -> dict[str, Any]:
     need_val = (args.calibrate or wants_rules(clinical) or fold is not None) and s.plan.sizes[
         "validation"
     ] > 0
+    oof_t = oof_temperature(args.calibrate_from)[0] if args.calibrate_from else None
+    if oof_t is not None:
+        summary["calibration_oof_temperature"] = oof_t
+        if acc.is_main_process:
+            set_inference(
+                best, temperature=oof_t, calibrated_on=f"out-of-fold predictions of {args.calibrate_from}"
+            )
+        main_print(acc, f"temperature {oof_t:.4f} from the out-of-fold predictions of {args.calibrate_from}")
     if (best / "model.safetensors").is_file() and (need_val or testing):
         acc.unwrap_model(s.model, keep_torch_compile=False).load_state_dict(
             load_file(str(best / "model.safetensors"))
@@ -87,6 +96,8 @@ def finish_run(run: TrainingRun) -> dict[str, Any]:
                 f"{cal['temperature']:.3f}, ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}, "
                 f"NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}",
             )
+        if test is not None and oof_t is not None:
+            test.temperature = oof_t  # the model's stored temperature (below) is the one it is tested at
         if val is not None and fold is not None and acc.is_main_process:
             write_out_of_fold(out / "eval_validation", val, s.plan, class_names, fold, model_epoch)
         rules = DecisionRules()

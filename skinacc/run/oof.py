@@ -1,7 +1,7 @@
 """Out-of-fold predictions: what each cross-validation fold's model predicts for its held-out fold.
 
 A fold run writes ``eval_validation/`` (the usual evaluation files) and ``oof.npz`` (exact
-probabilities, labels, sample ids, paths and groups), which :mod:`skinacc.run.cv` joins into one
+probabilities, every test-time-augmentation view's logits, labels, sample ids, paths and groups), which :mod:`skinacc.run.cv` joins into one
 prediction per labelled image outside the test split.
 """
 
@@ -36,7 +36,8 @@ def write_out_of_fold(
     groups = sample_columns(table, val.sample_ids, ["group"])["group"] if has_group else [""] * len(paths)
     tmp = out / f".{OOF_FILE}.tmp.npz"
     np.savez(
-        tmp, sample_id=val.sample_ids, label=val.labels, probs=val.probs, path=np.array(paths, dtype=str),
+        tmp, sample_id=val.sample_ids, label=val.labels, probs=val.probs, logits=val.logits.astype(np.float32),
+        temperature=val.temperature, path=np.array(paths, dtype=str),
         group=np.array(groups, dtype=str), fold=np.full(len(paths), fold), class_names=np.array(class_names),
     )  # fmt: skip
     tmp.replace(out / OOF_FILE)
