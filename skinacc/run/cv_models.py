@@ -127,7 +127,7 @@ def build_soups(
         data_args: The cross-validation's data (greedy scores candidate soups on its images outside the
             test split, without test-time augmentation: an in-sample check, see :mod:`skinacc.ensemble`).
         batch_size: Evaluation batch size.
-        accelerator: An ``Accelerator`` (default: a new one).
+        accelerator: An ``Accelerator`` (default: a new one, on the GPU where there is one).
 
     Returns:
         ``{method: {"folder", "ingredients", "greedy_log"?}}``.
@@ -174,7 +174,7 @@ def _soup_scorer(model, data_args, names, data_cfg, batch_size, accelerator):
     from skinacc.metrics import compute_all
     from skinacc.predictor import Predictor
 
-    acc = accelerator or Accelerator(cpu=True)
+    acc = accelerator or Accelerator()  # the GPU where there is one
     data = load_data(data_args, known_classes=names)
     if list(data.class_names) != list(names):
         raise ValueError(f"the data's classes {data.class_names} are not the models' {names}")
