@@ -202,11 +202,12 @@ def load_ensemble(folder: str | os.PathLike, device: str | torch.device = "cpu")
     if spec.get("format") != FORMAT or spec.get("version") != 1:
         raise ValueError(f"{folder / ENSEMBLE_FILE}: not a {FORMAT} v1 file (format {spec.get('format')!r})")
     entries = spec["members"]
-    members = [load_model(f"local-dir:{folder / e['path']}", device) for e in entries]
+    # The configs are checked before any weights are read: a mismatch fails fast.
     _check_members(
         [json.loads((folder / e["path"] / "config.json").read_text()) for e in entries],
         [str(folder / e["path"]) for e in entries],
     )
+    members = [load_model(f"local-dir:{folder / e['path']}", device) for e in entries]
     model = EnsembleModel(
         [m.model for m in members], [m.temperature for m in members], [e["weight"] for e in entries]
     )

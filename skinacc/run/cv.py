@@ -36,7 +36,7 @@ from skinacc.config import (
     TrainArguments,
     read_run_config,
 )
-from skinacc.run.cv_models import write_cv_ensemble
+from skinacc.run.cv_models import CV_REPORT, write_cv_ensemble
 from skinacc.run.oof import OOF_FILE, read_out_of_fold
 
 __all__ = ["cv_report", "fold_dir", "run_cross_validation"]
@@ -197,7 +197,7 @@ def cv_report(
         "oof_temperature": oof_temperature,
         "tta": tta,
     }
-    write_json(out / "cv_report.json", report)
+    write_json(out / CV_REPORT, report)
     lines = [
         f"== {folds}-fold cross-validation: {len(ids)} images, each predicted once by the fold that held it out =="
     ]
@@ -212,7 +212,5 @@ def cv_report(
     if oof_temperature is not None:
         print(f"  temperature fitted on the out-of-fold predictions (tta {tta}): {oof_temperature:.4f}")
     folder = write_cv_ensemble(out, folds, report)
-    print(
-        f"wrote {out / 'cv_report.json'}, {oof_dir}/ and the {folds} fold models as one ensemble, {folder}/"
-    )
+    print(f"wrote {out / CV_REPORT}, {oof_dir}/ and the {folds} fold models as one ensemble, {folder}/")
     return report

@@ -16,7 +16,14 @@ import numpy as np
 
 from skinacc.ensemble import ENSEMBLE_DIR, greedy_soup, save_ensemble, soup_state_dict
 
-__all__ = ["build_soups", "ensemble_card", "oof_temperature", "read_cv_report", "write_cv_ensemble"]
+__all__ = [
+    "CV_REPORT",
+    "build_soups",
+    "ensemble_card",
+    "oof_temperature",
+    "read_cv_report",
+    "write_cv_ensemble",
+]
 
 CV_REPORT = "cv_report.json"
 
