@@ -38,7 +38,8 @@ PIECES: dict[str, dict] = {
     "sampler": {"yaml": {"train": {"sampler": "random"}}, "what": "balanced sampler -> shuffled"},
     "ema": {"yaml": {"train": {"ema_decay": None}}, "what": "EMA weights -> the last step's"},
     "augment": {
-        "yaml": {"data": {"augment": "seed"}},
+        # the dermoscopic preset's own knobs go too: they are refused with --augment seed
+        "yaml": {"data": {"augment": "seed", "auto_augment": None, "random_erasing": None}},
         "what": "dermoscopic augmentation -> seed's crop+flip",
     },
     "freeze": {"yaml": {"model": {"freeze_groups": 0}}, "what": "first 4 groups frozen -> all trained"},
@@ -120,6 +121,18 @@ def predictions(work: Path, piece: str) -> dict[str, np.ndarray] | None:
     return out
 
 
+def reference(work: Path, piece: str) -> str:
+    """The recipe variant a piece is paired with: the recipe's fold models scored at the piece's own
+    evaluation size. ``recipe/`` ran when the recipe evaluated at 192 px; pieces trained since (the recipe
+    now evaluates at 160) pair with the same fold models re-scored at 160 (``eval_size/``). The recipe
+    keeps its last epoch's weights (``select_epoch: last``), so the evaluation size never chose them."""
+    if "yaml" in PIECES[piece]:
+        cfg = yaml.safe_load((work / piece / "config.yaml").read_text())
+        if cfg["data"].get("eval_image_size") is None:
+            return "eval_size"
+    return "recipe"
+
+
 def score(work: Path, out: Path, times: dict[str, float]) -> None:
     from skinacc.clinical import group_ids, paired_bootstrap
     from skinacc.clinical.report import ClinicalInputs, metric_function
@@ -140,16 +153,27 @@ def score(work: Path, out: Path, times: dict[str, float]) -> None:
               "recipe": {k: compute_all(labels, p_ref, names)[k] for k in ("balanced_accuracy", "accuracy")},
               "pieces": {}}  # fmt: skip
     print(f"recipe: out-of-fold balanced accuracy {result['recipe']['balanced_accuracy']:.4f}")
+    refs = {"recipe": p_ref}
+    at_160 = predictions(work, "eval_size")
+    if at_160 is not None:
+        refs["eval_size"] = np.stack([at_160[p] for p in paths]).astype(np.float64)
+        refs["eval_size"] /= refs["eval_size"].sum(1, keepdims=True)
+        m160 = compute_all(labels, refs["eval_size"], names)
+        result["recipe_at_160"] = {k: m160[k] for k in ("balanced_accuracy", "accuracy")}
     for piece, spec in PIECES.items():
         got = predictions(work, piece)
         if got is None:
             continue
+        ref = reference(work, piece)
+        if ref not in refs:
+            raise SystemExit(f"{piece}: pairs with the recipe scored at 160 px: run --pieces eval_size first")
         pr = np.stack([got[p] for p in paths]).astype(np.float64)
         pr /= pr.sum(1, keepdims=True)
         m = compute_all(labels, pr, names)
-        d = paired_bootstrap(f(p_ref), f(pr), gid, 2000)
+        d = paired_bootstrap(f(refs[ref]), f(pr), gid, 2000)
         result["pieces"][piece] = {
             "without": spec["what"],
+            "paired_with": "the recipe at 160 px" if ref == "eval_size" else "the recipe at 192 px",
             "balanced_accuracy": m["balanced_accuracy"],
             "accuracy": m["accuracy"],
             "recall": {n: m["per_class"][n]["recall"] for n in names},

@@ -9,7 +9,8 @@ light for the command line)::
 from importlib import import_module
 from typing import Any
 
-__version__ = "0.1.0"
+# The one place the version is written: pyproject.toml reads it (``[tool.setuptools.dynamic]``).
+__version__ = "0.2.0.dev0"
 
 #: Public name -> the module that defines it.
 _EXPORTS = {

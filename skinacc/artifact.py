@@ -199,6 +199,8 @@ def load_model(spec: str, device: str | torch.device = "cpu") -> LoadedModel:
     name = resolve_model_spec(spec)
     if name.startswith("local-dir:") and is_ensemble(name[len("local-dir:") :]):
         return load_ensemble(name[len("local-dir:") :], device)
+    if name.startswith("hf-hub:") and (folder := _hub_ensemble(name[len("hf-hub:") :])) is not None:
+        return load_ensemble(folder, device)
     model = timm.create_model(name, pretrained=True)
     settings = _inference_settings(name)
     cfg = model.pretrained_cfg
@@ -214,6 +216,19 @@ def load_model(spec: str, device: str | torch.device = "cpu") -> LoadedModel:
         temperature=float(settings.get("temperature", 1.0)),
         decision=DecisionRules.from_dict(settings.get("decision")),
     )
+
+
+def _hub_ensemble(repo: str) -> Path | None:
+    """The local snapshot of a Hub repository that holds an ensemble (``skinacc push-to-hub`` of one), or
+    None for a plain timm repository. Offline (``HF_HUB_OFFLINE=1``) the cache answers."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        hf_hub_download(repo, ENSEMBLE_FILE)
+    except EntryNotFoundError:  # not in the repository (or, offline, not in the cache): a timm model
+        return None
+    return Path(snapshot_download(repo))
 
 
 def _inference_settings(name: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from skinacc.config import read_run_config
+from skinacc.rundir import atomic_write, write_text
 from skinacc.wandb_offline import read_offline_run
 
 __all__ = [
@@ -244,12 +245,12 @@ def compare_runs(
     rows.sort(key=lambda r: (str(r["model"]), r["precision"], r["processes"]))
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "comparison.csv").open("w", newline="") as f:
+    with atomic_write(out / "comparison.csv", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     table = records_markdown(rows, COLUMNS)
-    (out / "comparison.md").write_text(table)
+    write_text(out / "comparison.md", table)
     return rows, table, plot_run_comparison(rows, out)
 
 
@@ -269,7 +270,7 @@ def write_paired(rows: list[dict[str, Any]], output_dir: str | os.PathLike) -> t
         "share_above_zero",
         "unit",
     ]
-    with (out / "paired.csv").open("w", newline="") as f:
+    with atomic_write(out / "paired.csv", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)

@@ -1,4 +1,5 @@
-"""Publishing to the Hugging Face Hub: a run's model as a Hub folder (timm format + model card), uploaded."""
+"""Publishing to the Hugging Face Hub: a run's model as a Hub folder (timm format + model card), or a
+cross-validation's ensemble as its folder (members in timm format, ``ensemble.json``, card), uploaded."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import tempfile
 from pathlib import Path
 
 from skinacc.artifact import CLASS_MAP
+from skinacc.ensemble import ENSEMBLE_DIR, ENSEMBLE_FILE, is_ensemble
 from skinacc.model_card import run_model_card
+from skinacc.rundir import replace_folder
 
-__all__ = ["HubError", "export_for_hub", "push_folder_to_hub"]
+__all__ = ["HubError", "export_ensemble_for_hub", "export_for_hub", "push_folder_to_hub"]
 
 
 class HubError(RuntimeError):
@@ -57,10 +60,12 @@ def export_for_hub(
     license: str | None = None,
 ) -> Path:
     """Build the Hub folder of a training run: its best model (timm format), ``class_map.txt`` and a
-    model card.
+    model card; or, for an ensemble folder or a cross-validation folder (its ``ensemble/``), the ensemble
+    (:func:`export_ensemble_for_hub`).
 
     Args:
-        run_dir: A skinacc output directory (with ``best/``, and ideally ``eval_test/`` and its run config).
+        run_dir: A skinacc output directory (with ``best/``, and ideally ``eval_test/`` and its run config),
+            an ensemble folder or a cross-validation folder.
         dest: Folder to write (replaced atomically).
         repo_id: Hub repository named in the card's usage snippet.
         license: The model's licence id for the card (None: ``other``, the data's terms apply).
@@ -72,10 +77,14 @@ def export_for_hub(
         FileNotFoundError: The run has no exported best model.
     """
     run_dir, dest = Path(run_dir), Path(dest)
+    for folder in (run_dir, run_dir / ENSEMBLE_DIR):
+        if is_ensemble(folder) and not (run_dir / "best").is_dir():
+            return export_ensemble_for_hub(folder, dest, repo_id, license)
     best = run_dir / "best"
     if not (best / "config.json").is_file() or not (best / "model.safetensors").is_file():
         raise FileNotFoundError(
-            f"--model={str(run_dir)!r}: no best/config.json and best/model.safetensors (train first)"
+            f"--model={str(run_dir)!r}: no best/config.json and best/model.safetensors (train first), and "
+            f"no {ENSEMBLE_FILE} in it or in {ENSEMBLE_DIR}/"
         )
     cfg = json.loads((best / "config.json").read_text())
     card = run_model_card(run_dir, repo_id, license)
@@ -95,3 +104,62 @@ def export_for_hub(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def export_ensemble_for_hub(
+    folder: str | os.PathLike,
+    dest: str | os.PathLike,
+    repo_id: str | None = None,
+    license: str | None = None,
+) -> Path:
+    """The Hub folder of an ensemble (:mod:`skinacc.ensemble`): each member's timm files, ``ensemble.json``
+    and the ensemble's model card with the Hub's usage and licence added. Left out: the members' local
+    source paths and the cross-validation's ``run_config.yaml`` (local data paths; a Hub user passes
+    ``--data_dir``). ``skinacc.load_model("hf-hub:<repo>")`` loads it back as the same ensemble.
+
+    Args:
+        folder: The ensemble folder.
+        dest: Folder to write (replaced atomically).
+        repo_id: Hub repository named in the card's usage line.
+        license: The model's licence id for the card's metadata (None: ``other``).
+
+    Returns:
+        ``dest``.
+    """
+    folder, dest = Path(folder), Path(dest)
+    spec = json.loads((folder / ENSEMBLE_FILE).read_text())
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=dest.parent))
+    try:
+        for entry in spec["members"]:
+            entry.pop("source", None)
+            (tmp / entry["path"]).mkdir(parents=True)
+            for name in ("config.json", "model.safetensors", CLASS_MAP):
+                if (folder / entry["path"] / name).is_file():
+                    shutil.copy2(folder / entry["path"] / name, tmp / entry["path"] / name)
+        (tmp / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=2))
+        card = (folder / "README.md").read_text() if (folder / "README.md").is_file() else ""
+        (tmp / "README.md").write_text(_hub_ensemble_card(card, repo_id, license))
+        replace_folder(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _hub_ensemble_card(card: str, repo_id: str | None, license: str | None) -> str:
+    """The ensemble's card with the licence in its Hub metadata and a line on loading it from the Hub."""
+    head, sep, body = (
+        card.partition("---\n")[2].partition("---\n") if card.startswith("---\n") else ("", "", card)
+    )
+    meta = f"license: {license or 'other'}\n" + "".join(
+        line + "\n" for line in head.splitlines() if not line.startswith("license:")
+    )
+    repo = repo_id or "<repo>"
+    usage = (
+        f"\n**From the Hub.** `skinacc predict --model hf-hub:{repo} --inputs lesion.jpg` (also evaluate and "
+        f'app), or in Python `skinacc.load_model("hf-hub:{repo}")`: the whole folder is downloaded and '
+        "loaded as one model. Each member alone loads in timm: "
+        f'`timm.create_model("local-dir:<snapshot>/members/<member>", pretrained=True)`.\n'
+    )
+    return f"---\n{meta}---\n{body.rstrip()}\n{usage}"

@@ -8,7 +8,9 @@
 - :class:`RunLock`: an exclusive ``flock`` on ``<output_dir>/.skinacc.lock``. The kernel drops it when
   the holder dies, however it dies, so a stale lock never blocks a new run; the file names the holder
   (host, pid, start time) for the message a second run prints.
-- :func:`write_json`, :func:`write_rows`, :func:`write_history`: the run's files, written atomically.
+- :func:`atomic_write`, :func:`write_text`, :func:`write_json`, :func:`write_rows`, :func:`write_history`:
+  files written atomically (a temporary file renamed over the old one), so a crash, a stop or a full
+  disk leaves the previous file or the new one whole, never half of one.
 - :func:`disk_space_guard`: a write that fails because the disk is full becomes one
   :class:`DiskFullError` line saying where, how much the write needed and how much is free.
 """
@@ -25,13 +27,14 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 __all__ = [
     "RUN_FILES",
     "DiskFullError",
     "OutputDirError",
     "RunLock",
+    "atomic_write",
     "claim_output_dir",
     "disk_space_guard",
     "folder_bytes",
@@ -43,6 +46,7 @@ __all__ = [
     "write_history",
     "write_json",
     "write_rows",
+    "write_text",
 ]
 
 LOCK_NAME = ".skinacc.lock"
@@ -287,14 +291,40 @@ def replace_folder(tmp: Path, folder: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON atomically."""
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, newline: str | None = None) -> Iterator[IO[str]]:
+    """Open ``path`` for writing text; what the block writes replaces ``path`` only if the block ends
+    without an error (a temporary file beside it, renamed over it), so a reader or a crash never sees
+    half a file and an error keeps the previous one.
+
+    Args:
+        path: The file to write (its folder is made).
+        newline: As for :func:`open` (``""`` for :mod:`csv` writers).
+
+    Yields:
+        The open temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float))
-    os.replace(tmp, path)
-    return path
+    try:
+        with tmp.open("w", newline=newline) as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write text atomically (:func:`atomic_write`)."""
+    with atomic_write(path) as f:
+        f.write(text)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write JSON atomically."""
+    return write_text(path, json.dumps(data, indent=2, default=float))
 
 
 def write_rows(
@@ -304,12 +334,10 @@ def write_rows(
     path = Path(path)
     write_json(path.with_suffix(".json"), rows if meta is None else {"meta": meta, "results": rows})
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    tmp = path.with_name(f".{path.stem}.csv.tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_write(path.with_suffix(".csv"), newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path.with_suffix(".csv"))
 
 
 def write_history(output_dir: str | os.PathLike, history: list[dict[str, Any]]) -> None:

@@ -43,6 +43,8 @@ def launch_info(accelerator) -> dict[str, Any]:
     """Launch settings as the accelerator sees them (they come from accelerate_configs/*.yaml)."""
     import torch
 
+    import skinacc
+
     dynamo = getattr(accelerator.state, "dynamo_plugin", None)
     backend = getattr(dynamo, "backend", None)
     backend = getattr(backend, "value", backend)
@@ -64,6 +66,7 @@ def launch_info(accelerator) -> dict[str, Any]:
         "device": device.type,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": str(torch.__version__),
+        "skinacc": skinacc.__version__,  # which code made the run, beside which torch ran it
     }
 
 

@@ -3,6 +3,10 @@ Grad-CAM), weight soups as plain timm models, and the out-of-fold temperature of
 
 import csv
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +17,7 @@ from skinacc.config import CONFIG_TYPES, ConfigError, parse_config
 from skinacc.ensemble import EnsembleModel, greedy_soup, save_ensemble, soup_state_dict
 from skinacc.predictor import Predictor
 
-from .conftest import TINY, command, train
+from .conftest import REPO, TINY, command, train
 
 CV = [
     *TINY,
@@ -29,10 +33,19 @@ CV = [
 ]
 
 
+#: (folder, repo) of every upload the cross-validation below asked for.
+PUSHED = []
+
+
 @pytest.fixture(scope="module")
 def cv_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ens") / "cv"
-    report = train([*CV, "--cv_folds", "2", "--test_size", "0.2", "--output_dir", str(out)])
+    with pytest.MonkeyPatch.context() as mp:  # the upload itself is huggingface_hub's; recorded here
+        mp.setattr(
+            "skinacc.hub.push_folder_to_hub", lambda folder, repo, *a, **k: PUSHED.append((folder, repo))
+        )
+        report = train([*CV, "--cv_folds", "2", "--test_size", "0.2", "--output_dir", str(out),
+                        "--push_to_hub", "--hub_model_id", "my-org/skinacc-cv"])  # fmt: skip
     return out, report
 
 
@@ -167,3 +180,57 @@ def test_the_ensemble_exports_to_onnx_as_one_graph(cv_run, tmp_path):
     with torch.no_grad():
         want = ens.model(torch.from_numpy(feed)).numpy()
     np.testing.assert_allclose(got, want, atol=1e-4)  # log-probabilities of the averaged members
+
+
+def _hub_cache(cache, repo, folder):
+    """A Hugging Face cache holding ``folder`` as the snapshot of ``repo``: what a download leaves."""
+    root, rev = cache / f"models--{repo.replace('/', '--')}", "0" * 40
+    shutil.copytree(folder, root / "snapshots" / rev)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(rev)
+
+
+def test_an_ensemble_goes_to_the_hub_whole_and_loads_back_as_one_model(cv_run, tmp_path):
+    out, _ = cv_run
+    # --push_to_hub with --cv_folds: the ensemble, once, at the end; no fold model
+    assert [(out / "hub", "my-org/skinacc-cv")] == PUSHED and (out / "hub" / "ensemble.json").is_file()
+    assert not any((out / f"fold_{k}" / "hub").exists() for k in range(2))
+    hub = command(
+        "push-to-hub",
+        ["--model", str(out), "--hub_model_id", "my-org/skinacc-cv", "--dry_run", "--output_dir",
+         str(tmp_path / "hub"), "--license", "cc-by-nc-4.0"],
+    )  # fmt: skip
+    spec = json.loads((hub / "ensemble.json").read_text())
+    assert [m["path"] for m in spec["members"]] == ["members/fold_0", "members/fold_1"]
+    assert all("source" not in m for m in spec["members"]) and not (hub / "run_config.yaml").exists()
+    assert sorted(p.name for p in (hub / "members" / "fold_1").iterdir()) == [
+        "class_map.txt",
+        "config.json",
+        "model.safetensors",
+    ]
+    card = (hub / "README.md").read_text()
+    assert card.startswith("---\nlicense: cc-by-nc-4.0\nlibrary_name: skinacc\n")
+    assert "hf-hub:my-org/skinacc-cv" in card and "Ensemble of the 2 fold models" in card
+    # Back from the Hub through huggingface_hub's own calls, answered offline by its cache; beside it a
+    # plain timm repository, which must still load through timm.
+    cache = tmp_path / "hf"
+    _hub_cache(cache, "my-org/skinacc-cv", hub)
+    _hub_cache(cache, "my-org/fold-1", out / "fold_1" / "best")
+    torch.save(_pixels(), tmp_path / "x.pt")
+    script = (
+        "import sys, numpy as np, torch; from skinacc.artifact import load_model; "
+        "from skinacc.predictor import Predictor; x = torch.load(sys.argv[1]); "
+        "e, m = load_model('hf-hub:my-org/skinacc-cv'), load_model('my-org/fold-1'); "
+        "print(type(e.model).__name__, type(m.model).__name__, e.tta, m.temperature); "
+        "np.save(sys.argv[2], np.stack([Predictor.from_loaded(e)(x), Predictor.from_loaded(m)(x)]))"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
+    res = subprocess.run([sys.executable, "-c", script, str(tmp_path / "x.pt"), str(tmp_path / "p.npy")],
+                         env=env, cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    fold_1 = load_model(str(out / "fold_1"))
+    assert res.stdout.split() == ["EnsembleModel", "EfficientNet", "flip", str(fold_1.temperature)]
+    got = np.load(tmp_path / "p.npy")
+    x = _pixels()
+    np.testing.assert_allclose(got[0], Predictor.from_loaded(load_model(str(out)))(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[1], Predictor.from_loaded(fold_1)(x), rtol=1e-5, atol=1e-6)

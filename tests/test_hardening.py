@@ -15,7 +15,14 @@ import torch
 from PIL import Image
 
 from skinacc.checkpoint import Checkpointer, CheckpointError, list_checkpoints
-from skinacc.rundir import OutputDirError, RunLock, claim_output_dir, output_dir_problem
+from skinacc.rundir import (
+    OutputDirError,
+    RunLock,
+    atomic_write,
+    claim_output_dir,
+    output_dir_problem,
+    write_text,
+)
 
 from .conftest import ACCELERATE, REPO, TINY, cli
 
@@ -137,6 +144,19 @@ def test_pruning_and_latest_only_see_this_runs_checkpoints(tmp_path):
 
 # ----------------------------------------------------------------------------------------------------
 # Output folders
+
+
+def test_an_interrupted_write_keeps_the_previous_file_whole(tmp_path):
+    path = tmp_path / "sub" / "predictions.csv"
+    write_text(path, "path,true\na.jpg,mel\n")
+    with pytest.raises(RuntimeError, match="disk"), atomic_write(path, newline="") as f:
+        f.write("path,true\nb.jpg,")
+        raise RuntimeError("disk full half-way")
+    assert path.read_text() == "path,true\na.jpg,mel\n"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["predictions.csv"]  # no temporary left behind
+    with atomic_write(path, newline="") as f:
+        f.write("path,true\nb.jpg,nv\n")
+    assert path.read_text() == "path,true\nb.jpg,nv\n"
 
 
 def test_output_dir_problems_are_found_before_any_work(tmp_path):

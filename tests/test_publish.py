@@ -12,6 +12,7 @@ import timm
 import torch
 from PIL import Image
 
+import skinacc
 from skinacc.artifact import load_model
 from skinacc.hub import export_for_hub
 from skinacc.tracking import prepare_wandb
@@ -32,6 +33,7 @@ def test_offline_wandb_run_records_what_matters(trained_run):
     cfg = run["config"]
     assert cfg["model"]["model"] == "test_efficientnet" and cfg["train"]["seed"] == 42
     assert cfg["launch"]["num_processes"] == 1 and cfg["launch"]["mixed_precision"] == "no"
+    assert cfg["launch"]["skinacc"] == skinacc.__version__  # which code made the run
     assert len(cfg["resolved"]["class_names"]) == 3 and cfg["resolved"]["global_batch_size"] == 16
     assert "synthetic" in cfg["data"]["cache_dir"] or cfg["data"]["data_dir"] is None
     assert run["name"] == "test_efficientnet-1xcpu-fp32" and run["group"].startswith("test_efficientnet")

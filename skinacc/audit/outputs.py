@@ -4,11 +4,12 @@ suspect labels, and the summary printed at the end."""
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
+
+from skinacc.rundir import atomic_write, write_json
 
 __all__ = ["summary_text", "write_audit"]
 
@@ -19,16 +20,14 @@ def write_audit(
     report: dict[str, Any], tables: dict[str, Any], out_dir: str | os.PathLike, max_grid: int = 12
 ) -> list[Path]:
     """Write ``audit.json``, ``duplicates.csv``, ``label_issues.csv``, ``quality.csv`` and PNG grids of the
-    worst duplicate groups and the top suspect labels. Returns the files written."""
+    worst duplicate groups and the top suspect labels, each atomically. Returns the files written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows, names = tables["rows"], tables["class_names"]
     written = []
-    path = out / "audit.json"
-    path.write_text(json.dumps(report, indent=2, default=float))
-    written.append(path)
+    written.append(write_json(out / "audit.json", report))
     path = out / "duplicates.csv"
-    with path.open("w", newline="") as f:
+    with atomic_write(path, newline="") as f:
         w = csv.writer(f)
         w.writerow(
             [
@@ -61,13 +60,13 @@ def write_audit(
         "label_quality",
         "suggested_prob",
     ]
-    with path.open("w", newline="") as f:
+    with atomic_write(path, newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
         w.writerows(tables["label_issues"])
     written.append(path)
     path = out / "quality.csv"
-    with path.open("w", newline="") as f:
+    with atomic_write(path, newline="") as f:
         w = csv.writer(f)
         w.writerow(["sample_id", "split", "path", "issues"])
         for q in tables["quality"]:

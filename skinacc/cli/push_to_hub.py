@@ -9,6 +9,10 @@ model card built with huggingface_hub: Hub metadata with base model, licence and
 metrics, training set-up, intended use, limitations). It loads with
 ``timm.create_model("hf-hub:<id>", pretrained=True)`` and with transformers'
 ``pipeline("image-classification", model="<id>")``.
+
+A cross-validation's ensemble (``--model outputs/cv5`` or ``outputs/cv5/ensemble``) is published whole:
+each member's timm files under members/, ensemble.json and its model card. It loads back as one model
+with ``skinacc.load_model("hf-hub:<id>")`` (and ``skinacc predict|evaluate|app --model hf-hub:<id>``).
 """
 
 from __future__ import annotations

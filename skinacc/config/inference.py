@@ -312,7 +312,11 @@ class PushArguments:
     """What to publish and where."""
 
     model: str = field(
-        default="outputs/demo", metadata={"help": "A skinacc run directory (its best/ model is published)."}
+        default="outputs/demo",
+        metadata={
+            "help": "A skinacc run directory (its best/ model is published), or an ensemble folder or a "
+            "--cv_folds output folder (its ensemble/, published whole)."
+        },
     )
     hub_model_id: str | None = field(
         default=None, metadata={"help": "Hub repository, '<user-or-org>/<name>'."}

@@ -7,7 +7,6 @@ Used by ``recipes/evaluate.py``, by the training recipe's final test evaluation,
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from skinacc.metrics.functional import compute_all
+from skinacc.rundir import atomic_write, write_json
 
 __all__ = [
     "format_metrics_table",
@@ -55,10 +55,8 @@ def write_evaluation(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = compute_all(labels, probs, class_names)
-    (out / "metrics.json").write_text(
-        json.dumps({**(extra or {}), **metrics, "class_names": list(class_names)}, indent=2)
-    )
-    with (out / "per_class.csv").open("w", newline="") as f:
+    write_json(out / "metrics.json", {**(extra or {}), **metrics, "class_names": list(class_names)})
+    with atomic_write(out / "per_class.csv", newline="") as f:
         w = csv.writer(f)
         w.writerow(["class", "precision", "recall", "f1", "support", "roc_auc"])
         for name, r in metrics["per_class"].items():
@@ -73,7 +71,7 @@ def write_evaluation(
                 ]
             )
     preds = probs.argmax(1)
-    with (out / "predictions.csv").open("w", newline="") as f:
+    with atomic_write(out / "predictions.csv", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "true", "predicted", "correct", *[f"prob:{n}" for n in class_names]])
         for i in range(len(labels)):

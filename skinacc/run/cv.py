@@ -15,7 +15,8 @@ out-of-fold logits), ``<output_dir>/oof/`` (the evaluation files and ``clinical.
 ``<output_dir>/ensemble/``: the K fold models as one model (:mod:`skinacc.ensemble`).
 
 A ``--test_size`` test split stays untouched: fold runs do not evaluate it (``--eval_test`` is off for
-them); score it once, at the end, with the final model.
+them); score it once, at the end, with the final model. With ``--push_to_hub`` the ensemble is what is
+published, once, at the end (``<output_dir>/hub``); the fold runs publish nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from skinacc.config import (
     TrainArguments,
     read_run_config,
 )
+from skinacc.ensemble import ENSEMBLE_DIR
 from skinacc.run.cv_models import CV_REPORT, write_cv_ensemble
 from skinacc.run.oof import OOF_FILE, read_out_of_fold
 
@@ -92,7 +94,7 @@ def run_cross_validation(
             dataclasses.replace(data_args, cv_fold=k),
             model_args,
             fold_args,
-            log_args,
+            dataclasses.replace(log_args, push_to_hub=False),  # the ensemble is published, at the end
             clinical_args=clinical_args,
             end_process_group=False,  # the next fold runs in the same launch
         ) as run:
@@ -106,6 +108,12 @@ def run_cross_validation(
         )
     state.wait_for_everyone()
     state.end_training()  # the trackers and the process group of the whole launch
+    if log_args.push_to_hub and main:  # after the process group: no rank waits on an upload
+        from skinacc.hub import export_for_hub, push_folder_to_hub
+
+        folder = export_for_hub(out / ENSEMBLE_DIR, out / "hub", log_args.hub_model_id, log_args.hub_license)
+        url = push_folder_to_hub(folder, log_args.hub_model_id, log_args.hub_private)
+        print(f"pushed the ensemble, {folder}, to the Hub: {url}")
     return report
 
 
