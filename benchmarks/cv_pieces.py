@@ -8,6 +8,9 @@ all 1,646 images and paired with the full recipe (lesion-resampled CI of the dif
     python benchmarks/cv_pieces.py --work /tmp/cvcmp --score_only                 # every piece run so far
 
 ``--work`` holds the full recipe's cross-validation in ``recipe/`` (benchmarks/cv_compare.py writes it).
+Each piece pairs with the recipe's fold models scored at the piece's own evaluation size (192 px for the
+pieces run before the recipe moved to 160, 160 after). Derived variants (``DERIVED``) are computed from a
+training piece's out-of-fold predictions without training, and are reported apart.
 Evaluation pieces re-score its fold models on their held-out folds (``skinacc evaluate --split
 validation``); training pieces run the recipe's YAML with one value changed (``accelerate launch
 recipes/train.py --cv_folds 5 --test_size 0``), one after another, each alone on the machine.
@@ -48,6 +51,16 @@ PIECES: dict[str, dict] = {
         "what": "AdamW 1e-3 wd 0.05 + warm-up -> Adam 3e-4 (the plain script's)",
     },
     "label_smoothing": {"yaml": {"train": {"label_smoothing": 0.0}}, "what": "label smoothing 0.1 -> 0"},
+}
+
+
+#: Variants computed from a training piece's out-of-fold predictions, without training.
+DERIVED: dict[str, dict] = {
+    "prior_correction": {
+        "from": "sampler",
+        "what": "balanced sampler -> shuffled, then probabilities divided by the training folds' class "
+        "frequencies (post-hoc logit adjustment, Menon et al. 2021); exploratory: found on these folds",
+    },
 }
 
 
@@ -133,6 +146,27 @@ def reference(work: Path, piece: str) -> str:
     return "recipe"
 
 
+def prior_corrected(work: Path, piece: str, labels_of: dict[str, str]) -> dict[str, np.ndarray] | None:
+    """A training piece's out-of-fold probabilities divided by the class frequencies of each fold's
+    training images (every image outside the fold: ``--test_size 0``) and renormalised: the Bayes
+    decision under balanced class priors, with no parameter fitted."""
+    from skinacc.run.oof import read_out_of_fold
+
+    root = work / piece / "cv"
+    if not (root / "cv_report.json").is_file():
+        return None
+    parts = [read_out_of_fold(root / f"fold_{k}" / "eval_validation" / "oof.npz") for k in range(FOLDS)]
+    names = list(parts[0]["class_names"])
+    every = np.array([names.index(c) for c in labels_of.values()])
+    out: dict[str, np.ndarray] = {}
+    for part in parts:
+        held = np.array([names.index(labels_of[p]) for p in part["path"]])
+        train = np.bincount(every, minlength=len(names)) - np.bincount(held, minlength=len(names))
+        probs = np.asarray(part["probs"], dtype=np.float64) / (train / train.sum())
+        out.update(zip(part["path"], probs / probs.sum(1, keepdims=True)))
+    return out
+
+
 def score(work: Path, out: Path, times: dict[str, float]) -> None:
     from skinacc.clinical import group_ids, paired_bootstrap
     from skinacc.clinical.report import ClinicalInputs, metric_function
@@ -160,18 +194,23 @@ def score(work: Path, out: Path, times: dict[str, float]) -> None:
         refs["eval_size"] /= refs["eval_size"].sum(1, keepdims=True)
         m160 = compute_all(labels, refs["eval_size"], names)
         result["recipe_at_160"] = {k: m160[k] for k in ("balanced_accuracy", "accuracy")}
-    for piece, spec in PIECES.items():
-        got = predictions(work, piece)
+        result["recipe_at_160"]["recall"] = {n: m160["per_class"][n]["recall"] for n in names}
+    result["derived"] = {}
+    for piece, spec in [*PIECES.items(), *DERIVED.items()]:
+        if piece in DERIVED:
+            got = prior_corrected(work, spec["from"], {p: rows[p]["label"] for p in paths})
+        else:
+            got = predictions(work, piece)
         if got is None:
             continue
-        ref = reference(work, piece)
+        ref = reference(work, spec.get("from", piece))
         if ref not in refs:
             raise SystemExit(f"{piece}: pairs with the recipe scored at 160 px: run --pieces eval_size first")
         pr = np.stack([got[p] for p in paths]).astype(np.float64)
         pr /= pr.sum(1, keepdims=True)
         m = compute_all(labels, pr, names)
         d = paired_bootstrap(f(refs[ref]), f(pr), gid, 2000)
-        result["pieces"][piece] = {
+        result["pieces" if piece in PIECES else "derived"][piece] = {
             "without": spec["what"],
             "paired_with": "the recipe at 160 px" if ref == "eval_size" else "the recipe at 192 px",
             "balanced_accuracy": m["balanced_accuracy"],

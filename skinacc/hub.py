@@ -97,9 +97,7 @@ def export_for_hub(
         if not (tmp / CLASS_MAP).is_file():  # a model exported before class maps were written
             (tmp / CLASS_MAP).write_text("\n".join(cfg["label_names"]) + "\n")
         (tmp / "README.md").write_text(card)
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
+        replace_folder(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
