@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from skinacc.rundir import replace_folder
+from skinacc.rundir import atomic_folder
 
 __all__ = [
     "ENSEMBLE_DIR",
@@ -130,8 +129,7 @@ def save_ensemble(
     names = list(names or [f"member_{i}" for i in range(len(members))])
     configs = [json.loads((Path(m) / "config.json").read_text()) for m in members]
     _check_members(configs, [str(m) for m in members])
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=_parent(folder)))
-    try:
+    with atomic_folder(folder) as tmp:
         entries = []
         for i, (src, name, cfg) in enumerate(zip(members, names, configs)):
             shutil.copytree(src, tmp / "members" / name)
@@ -154,16 +152,7 @@ def save_ensemble(
             (tmp / "run_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         if card:
             (tmp / "README.md").write_text(card)
-        replace_folder(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return folder
-
-
-def _parent(folder: Path) -> Path:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    return folder.parent
 
 
 def _check_members(configs: list[dict[str, Any]], where: list[str]) -> None:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from skinacc.artifact import CLASS_MAP
 from skinacc.ensemble import ENSEMBLE_DIR, ENSEMBLE_FILE, is_ensemble
 from skinacc.model_card import run_model_card
-from skinacc.rundir import replace_folder
+from skinacc.rundir import atomic_folder
 
 __all__ = ["HubError", "export_ensemble_for_hub", "export_for_hub", "push_folder_to_hub"]
 
@@ -88,19 +87,13 @@ def export_for_hub(
         )
     cfg = json.loads((best / "config.json").read_text())
     card = run_model_card(run_dir, repo_id, license)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=dest.parent))
-    try:
+    with atomic_folder(dest) as tmp:
         for name in ("config.json", "model.safetensors", CLASS_MAP):
             if (best / name).is_file():
                 shutil.copy2(best / name, tmp / name)
         if not (tmp / CLASS_MAP).is_file():  # a model exported before class maps were written
             (tmp / CLASS_MAP).write_text("\n".join(cfg["label_names"]) + "\n")
         (tmp / "README.md").write_text(card)
-        replace_folder(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
@@ -126,9 +119,7 @@ def export_ensemble_for_hub(
     """
     folder, dest = Path(folder), Path(dest)
     spec = json.loads((folder / ENSEMBLE_FILE).read_text())
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=dest.parent))
-    try:
+    with atomic_folder(dest) as tmp:
         for entry in spec["members"]:
             entry.pop("source", None)
             (tmp / entry["path"]).mkdir(parents=True)
@@ -138,10 +129,6 @@ def export_ensemble_for_hub(
         (tmp / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=2))
         card = (folder / "README.md").read_text() if (folder / "README.md").is_file() else ""
         (tmp / "README.md").write_text(_hub_ensemble_card(card, repo_id, license))
-        replace_folder(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 

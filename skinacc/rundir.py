@@ -34,6 +34,7 @@ __all__ = [
     "DiskFullError",
     "OutputDirError",
     "RunLock",
+    "atomic_folder",
     "atomic_write",
     "claim_output_dir",
     "disk_space_guard",
@@ -276,6 +277,23 @@ def claim_output_dir(out: str | os.PathLike, resume: bool, overwrite: bool) -> R
 
 # ----------------------------------------------------------------------------------------------------
 # The run's files, written atomically (main process)
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside ``folder`` for the block to fill; it takes ``folder``'s place
+    (:func:`replace_folder`) when the block ends without an error, and is removed when it does not."""
+    import tempfile
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+    try:
+        yield tmp
+        replace_folder(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def replace_folder(tmp: Path, folder: Path) -> None:
