@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,7 +24,7 @@ from torch import nn
 from skinacc.clinical.decision import DecisionRules
 from skinacc.data.data_config import DataConfig, resolve_data_config
 from skinacc.ensemble import ENSEMBLE_DIR, ENSEMBLE_FILE, is_ensemble, load_ensemble
-from skinacc.rundir import replace_folder
+from skinacc.rundir import atomic_folder
 
 __all__ = [
     "CLASS_MAP",
@@ -118,8 +116,7 @@ def save_timm_folder(
         raise ValueError(
             f"model has {model.num_classes} classes but {len(label_names)} label names were given"
         )
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(sd, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         cfg = _timm_config(model, label_names, data_cfg)
@@ -129,10 +126,6 @@ def save_timm_folder(
         (tmp / CLASS_MAP).write_text("\n".join(label_names) + "\n")
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-        replace_folder(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

@@ -16,6 +16,10 @@ from skinacc.rundir import atomic_folder
 __all__ = ["HubError", "export_ensemble_for_hub", "export_for_hub", "push_folder_to_hub"]
 
 
+#: What a model folder publishes (a run's ``best/``, an ensemble member): timm's files and the class map.
+MODEL_FILES = ("config.json", "model.safetensors", CLASS_MAP)
+
+
 class HubError(RuntimeError):
     """The Hugging Face Hub could not be reached or refused the request."""
 
@@ -76,9 +80,10 @@ def export_for_hub(
         FileNotFoundError: The run has no exported best model.
     """
     run_dir, dest = Path(run_dir), Path(dest)
-    for folder in (run_dir, run_dir / ENSEMBLE_DIR):
-        if is_ensemble(folder) and not (run_dir / "best").is_dir():
-            return export_ensemble_for_hub(folder, dest, repo_id, license)
+    if not (run_dir / "best").is_dir():
+        for folder in (run_dir, run_dir / ENSEMBLE_DIR):
+            if is_ensemble(folder):
+                return export_ensemble_for_hub(folder, dest, repo_id, license)
     best = run_dir / "best"
     if not (best / "config.json").is_file() or not (best / "model.safetensors").is_file():
         raise FileNotFoundError(
@@ -88,7 +93,7 @@ def export_for_hub(
     cfg = json.loads((best / "config.json").read_text())
     card = run_model_card(run_dir, repo_id, license)
     with atomic_folder(dest) as tmp:
-        for name in ("config.json", "model.safetensors", CLASS_MAP):
+        for name in MODEL_FILES:
             if (best / name).is_file():
                 shutil.copy2(best / name, tmp / name)
         if not (tmp / CLASS_MAP).is_file():  # a model exported before class maps were written
@@ -123,7 +128,7 @@ def export_ensemble_for_hub(
         for entry in spec["members"]:
             entry.pop("source", None)
             (tmp / entry["path"]).mkdir(parents=True)
-            for name in ("config.json", "model.safetensors", CLASS_MAP):
+            for name in MODEL_FILES:
                 if (folder / entry["path"] / name).is_file():
                     shutil.copy2(folder / entry["path"] / name, tmp / entry["path"] / name)
         (tmp / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=2))
@@ -134,7 +139,7 @@ def export_ensemble_for_hub(
 
 def _hub_ensemble_card(card: str, repo_id: str | None, license: str | None) -> str:
     """The ensemble's card with the licence in its Hub metadata and a line on loading it from the Hub."""
-    head, sep, body = (
+    head, _, body = (
         card.partition("---\n")[2].partition("---\n") if card.startswith("---\n") else ("", "", card)
     )
     meta = f"license: {license or 'other'}\n" + "".join(

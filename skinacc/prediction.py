@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 from skinacc.artifact import load_model
@@ -21,6 +20,7 @@ from skinacc.config.inference import PredictArguments
 from skinacc.console import disable_progress_bars
 from skinacc.data import default_num_workers
 from skinacc.inference import collect_images, iter_predictions
+from skinacc.rundir import atomic_write
 
 __all__ = ["SHOW_LIMIT", "ResultWriter", "explain_results", "predict_files", "read_done"]
 
@@ -185,10 +185,8 @@ class ResultWriter:
     @staticmethod
     def write_all(out: Path, columns: list[str], top_k: int, results: list[dict]) -> None:
         """Write every result at once (.json, or with --explain), atomically."""
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
         suffix = out.suffix.lower()
-        with tmp.open("w", newline="") as f:
+        with atomic_write(out, newline="") as f:
             if suffix == ".json":
                 f.write(json.dumps(results, indent=2))
             elif suffix == ".jsonl":
@@ -198,7 +196,6 @@ class ResultWriter:
                 w.writerow(columns)
                 n = _n_decision(columns)
                 w.writerows(ResultWriter.row(r, top_k, "explanation" in columns, n) for r in results)
-        os.replace(tmp, out)
 
 
 def _n_decision(columns: list[str]) -> int:

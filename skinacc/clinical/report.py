@@ -33,7 +33,7 @@ from skinacc.clinical.weighted import (
     rates_at,
     roc,
 )
-from skinacc.rundir import write_json
+from skinacc.rundir import atomic_write, write_json
 
 __all__ = [
     "SENSITIVITY_TARGETS",
@@ -324,8 +324,7 @@ def write_clinical(out_dir: str | Path, report: dict[str, Any]) -> list[Path]:
     written = [write_json(out / "clinical.json", report)]
     if report.get("subgroups"):
         path = out / "subgroups.csv"
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("w", newline="") as f:
+        with atomic_write(path, newline="") as f:
             w = csv.writer(f)
             w.writerow(
                 ["column", "subgroup", "images", "units", "metric", "value", "ci_low", "ci_high", "warning"]
@@ -347,7 +346,6 @@ def write_clinical(out_dir: str | Path, report: dict[str, Any]) -> list[Path]:
                                     r["warning"],
                                 ]
                             )
-        tmp.replace(path)
         written.append(path)
     return written
 
