@@ -8,9 +8,11 @@
 - :class:`RunLock`: an exclusive ``flock`` on ``<output_dir>/.skinacc.lock``. The kernel drops it when
   the holder dies, however it dies, so a stale lock never blocks a new run; the file names the holder
   (host, pid, start time) for the message a second run prints.
-- :func:`atomic_write`, :func:`write_text`, :func:`write_json`, :func:`write_rows`, :func:`write_history`:
+- :func:`atomic_write` (text or bytes), :func:`write_text`, :func:`write_json`, :func:`write_rows`, :func:`write_history`:
   files written atomically (a temporary file renamed over the old one), so a crash, a stop or a full
   disk leaves the previous file or the new one whole, never half of one.
+- :func:`read_cv_report`, :func:`oof_temperature`: a finished cross-validation folder's report, read
+  where a config value names one (``--calibrate_from``) as well as by the runs that use it.
 - :func:`disk_space_guard`: a write that fails because the disk is full becomes one
   :class:`DiskFullError` line saying where, how much the write needed and how much is free.
 """
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
+    "CV_REPORT",
     "RUN_FILES",
     "DiskFullError",
     "OutputDirError",
@@ -41,8 +44,10 @@ __all__ = [
     "folder_bytes",
     "free_bytes",
     "human_bytes",
+    "oof_temperature",
     "output_dir_problem",
     "previous_run_files",
+    "read_cv_report",
     "replace_folder",
     "write_history",
     "write_json",
@@ -310,14 +315,15 @@ def replace_folder(tmp: Path, folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, newline: str | None = None) -> Iterator[IO[str]]:
-    """Open ``path`` for writing text; what the block writes replaces ``path`` only if the block ends
+def atomic_write(path: str | os.PathLike, newline: str | None = None, binary: bool = False) -> Iterator[IO]:
+    """Open ``path`` for writing; what the block writes replaces ``path`` only if the block ends
     without an error (a temporary file beside it, renamed over it), so a reader or a crash never sees
     half a file and an error keeps the previous one.
 
     Args:
         path: The file to write (its folder is made).
-        newline: As for :func:`open` (``""`` for :mod:`csv` writers).
+        newline: As for :func:`open` (``""`` for :mod:`csv` writers); text only.
+        binary: Open the file for bytes (figures) instead of text.
 
     Yields:
         The open temporary file.
@@ -326,7 +332,7 @@ def atomic_write(path: str | os.PathLike, newline: str | None = None) -> Iterato
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with tmp.open("w", newline=newline) as f:
+        with tmp.open("wb") if binary else tmp.open("w", newline=newline) as f:
             yield f
         os.replace(tmp, path)
     finally:
@@ -361,3 +367,34 @@ def write_rows(
 def write_history(output_dir: str | os.PathLike, history: list[dict[str, Any]]) -> None:
     """Write the per-epoch history as ``history.json`` and ``history.csv``."""
     write_rows(Path(output_dir) / "history", history)
+
+
+#: A finished cross-validation's report, in its output folder (written by :mod:`skinacc.run.cv`).
+CV_REPORT = "cv_report.json"
+
+
+def read_cv_report(cv_dir: str | Path) -> dict[str, Any]:
+    """A cross-validation folder's ``cv_report.json``.
+
+    Raises:
+        FileNotFoundError: ``cv_dir`` holds no report (not a finished ``--cv_folds`` run).
+    """
+    path = Path(cv_dir) / CV_REPORT
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{cv_dir}: no {CV_REPORT}; give the --output_dir of a finished --cv_folds run"
+        )
+    return json.loads(path.read_text())
+
+
+def oof_temperature(cv_dir: str | Path) -> tuple[float, str]:
+    """The temperature fitted on a cross-validation's pooled out-of-fold logits, and the TTA it was fitted at.
+
+    Raises:
+        FileNotFoundError: No report. ValueError: A report without the temperature (its folds kept no logits).
+    """
+    report = read_cv_report(cv_dir)
+    if report.get("oof_temperature") is None:
+        raise ValueError(f"{Path(cv_dir) / CV_REPORT} has no oof_temperature: its folds' oof.npz keep no "
+                         "logits (skinacc < 0.2): run the cross-validation again with --overwrite_output_dir")  # fmt: skip
+    return float(report["oof_temperature"]), str(report.get("tta", "none"))

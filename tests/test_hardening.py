@@ -159,6 +159,24 @@ def test_an_interrupted_write_keeps_the_previous_file_whole(tmp_path):
     assert path.read_text() == "path,true\nb.jpg,nv\n"
 
 
+def test_a_figure_that_fails_to_draw_keeps_the_previous_png(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from skinacc.plots.common import save
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    png = save(fig, tmp_path / "curves.png")
+    before = png.read_bytes()
+    assert before[:8] == b"\x89PNG\r\n\x1a\n"
+    fig, ax = plt.subplots()
+    ax.set_title("$\\notacommand$")  # mathtext fails only when the figure is drawn
+    with pytest.raises(ValueError):
+        save(fig, png)
+    assert png.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]
+    assert not plt.get_fignums(), "the failed figure is closed too"
+
+
 def test_output_dir_problems_are_found_before_any_work(tmp_path):
     (tmp_path / "file").write_text("x")
     assert "which is a file" in output_dir_problem(tmp_path / "file" / "run")

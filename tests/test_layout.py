@@ -48,6 +48,27 @@ def test_only_the_command_line_reads_argv_and_nothing_imports_a_recipe():
                 assert not any(n.split(".")[0] == "recipes" for n in names), f"skinacc/{rel} imports a recipe"
 
 
+def _imported(path: Path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside a function."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            names.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+@pytest.mark.parametrize("layer", ["config", "data", "metrics", "checkpoint", "rundir.py"])
+def test_lower_layers_never_import_the_run_or_the_command_line(layer):
+    # Config validation and data loading are what a run is built from; an import the other way (even a
+    # lazy one inside a check) ties every caller of the config to the training code.
+    base = LIBRARY / layer
+    for p in [base] if base.suffix else sorted(base.rglob("*.py")):
+        above = {n for n in _imported(p) if n.split(".")[:2] in (["skinacc", "run"], ["skinacc", "cli"])}
+        assert not above, f"skinacc/{p.relative_to(LIBRARY).as_posix()} imports {sorted(above)}"
+
+
 def test_recipes_only_hand_over_to_the_command_line():
     for p in sorted((ROOT / "recipes").glob("*.py")):
         lines = p.read_text().splitlines()

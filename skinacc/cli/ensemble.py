@@ -17,7 +17,8 @@ from typing import Any
 from skinacc.cli.common import parse_args
 from skinacc.config import DataArguments, read_run_config
 from skinacc.config.inference import EnsembleArguments
-from skinacc.run.cv_models import build_soups, read_cv_report, write_cv_ensemble
+from skinacc.run.cv_models import build_soups, write_cv_ensemble
+from skinacc.rundir import read_cv_report
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -235,7 +235,7 @@ class TrainArguments:
         return p
 
     def _calibrate_from_problems(self) -> list[str]:
-        from skinacc.run.cv_models import oof_temperature
+        from skinacc.rundir import oof_temperature
 
         if self.calibrate:
             return [f"--calibrate_from={self.calibrate_from!r} and --calibrate: choose one temperature"]

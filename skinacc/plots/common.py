@@ -13,6 +13,8 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 import numpy as np
 
+from skinacc.rundir import atomic_write
+
 __all__ = ["DPI", "plot_bars", "save"]
 
 
@@ -20,11 +22,13 @@ DPI = 110
 
 
 def save(fig, path: str | os.PathLike) -> Path:
-    """Save a figure as PNG and close it."""
+    """Save a figure as PNG, atomically (a failed draw keeps the previous file), and close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with atomic_write(path, binary=True) as f:
+            fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -38,7 +38,7 @@ from skinacc.config import (
     read_run_config,
 )
 from skinacc.ensemble import ENSEMBLE_DIR
-from skinacc.run.cv_models import CV_REPORT, write_cv_ensemble
+from skinacc.run.cv_models import write_cv_ensemble
 from skinacc.run.oof import OOF_FILE, read_out_of_fold
 
 __all__ = ["cv_report", "fold_dir", "run_cross_validation"]
@@ -134,7 +134,7 @@ def cv_report(
     )
     from skinacc.metrics.report import format_metrics_table, scalar_metrics, write_evaluation
     from skinacc.plots import plot_evaluation
-    from skinacc.rundir import write_json
+    from skinacc.rundir import CV_REPORT, write_json
 
     parts, per_fold, ttas = [], [], set()
     for k in range(folds):

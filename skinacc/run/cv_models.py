@@ -15,44 +15,9 @@ from typing import Any
 import numpy as np
 
 from skinacc.ensemble import ENSEMBLE_DIR, greedy_soup, save_ensemble, soup_state_dict
+from skinacc.rundir import oof_temperature, read_cv_report
 
-__all__ = [
-    "CV_REPORT",
-    "build_soups",
-    "ensemble_card",
-    "oof_temperature",
-    "read_cv_report",
-    "write_cv_ensemble",
-]
-
-CV_REPORT = "cv_report.json"
-
-
-def read_cv_report(cv_dir: str | Path) -> dict[str, Any]:
-    """A cross-validation folder's ``cv_report.json``.
-
-    Raises:
-        FileNotFoundError: ``cv_dir`` holds no report (not a finished ``--cv_folds`` run).
-    """
-    path = Path(cv_dir) / CV_REPORT
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{cv_dir}: no {CV_REPORT}; give the --output_dir of a finished --cv_folds run"
-        )
-    return json.loads(path.read_text())
-
-
-def oof_temperature(cv_dir: str | Path) -> tuple[float, str]:
-    """The temperature fitted on a cross-validation's pooled out-of-fold logits, and the TTA it was fitted at.
-
-    Raises:
-        FileNotFoundError: No report. ValueError: A report without the temperature (its folds kept no logits).
-    """
-    report = read_cv_report(cv_dir)
-    if report.get("oof_temperature") is None:
-        raise ValueError(f"{Path(cv_dir) / CV_REPORT} has no oof_temperature: its folds' oof.npz keep no "
-                         "logits (skinacc < 0.2): run the cross-validation again with --overwrite_output_dir")  # fmt: skip
-    return float(report["oof_temperature"]), str(report.get("tta", "none"))
+__all__ = ["build_soups", "ensemble_card", "write_cv_ensemble"]
 
 
 def write_cv_ensemble(cv_dir: Path, folds: int, report: dict[str, Any]) -> Path:

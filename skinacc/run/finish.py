@@ -19,9 +19,8 @@ from skinacc.metrics.report import format_metrics_table, scalar_metrics, write_e
 from skinacc.optim import selection_summary
 from skinacc.plots import plot_evaluation, plot_training_curves
 from skinacc.run.clinical import choose_rules, clinical_scalars, report_clinical, store_rules, wants_rules
-from skinacc.run.cv_models import oof_temperature
 from skinacc.run.oof import write_out_of_fold
-from skinacc.rundir import write_json
+from skinacc.rundir import oof_temperature, write_json
 from skinacc.stopping import TrainingStopped
 from skinacc.tracking import log_run_end, main_print
 
