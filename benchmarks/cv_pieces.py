@@ -167,6 +167,15 @@ def prior_corrected(work: Path, piece: str, labels_of: dict[str, str]) -> dict[s
     return out
 
 
+def training_minutes(cv_dir: Path) -> list[float]:
+    """Each fold's training minutes from its ``history.json`` (the epochs' own times): unlike the wall
+    time of one invocation (``seconds``), this counts every epoch once, also across resumed sessions."""
+    return [
+        round(sum(e["epoch_seconds"] for e in json.loads((cv_dir / f"fold_{k}" / "history.json").read_text())) / 60, 2)
+        for k in range(FOLDS)
+    ]  # fmt: skip
+
+
 def score(work: Path, out: Path, times: dict[str, float]) -> None:
     from skinacc.clinical import group_ids, paired_bootstrap
     from skinacc.clinical.report import ClinicalInputs, metric_function
@@ -218,6 +227,8 @@ def score(work: Path, out: Path, times: dict[str, float]) -> None:
             "recall": {n: m["per_class"][n]["recall"] for n in names},
             "recipe_minus_without": {k: d[k] for k in ("balanced_accuracy", "accuracy", "roc_auc_macro")},
         }
+        if piece in PIECES and "yaml" in spec:
+            result["pieces"][piece]["training_minutes_per_fold"] = training_minutes(work / piece / "cv")
         b = d["balanced_accuracy"]
         print(f"{piece:>16s} ({spec['what']}): balanced accuracy {m['balanced_accuracy']:.4f}; the piece adds "
               f"{b['difference']:+.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}]")  # fmt: skip
