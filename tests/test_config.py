@@ -196,3 +196,29 @@ def test_the_recipe_prints_one_line_and_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and "error: Invalid configuration" in err and "scheduler: invalid choice" in err
     assert "Traceback" not in err
+
+
+def test_every_config_field_is_declared_with_option():
+    # One way to declare an option: config.fields.option, so every field carries its help and the
+    # knowledge keys (what may change on resume, what is set-up, what the card shows).
+    import dataclasses
+    import inspect
+
+    import skinacc.config as config_package
+    from skinacc.config import inference, tools
+    from skinacc.config.fields import KNOWLEDGE
+
+    classes = {
+        c
+        for m in (config_package, inference, tools)
+        for _, c in inspect.getmembers(m, dataclasses.is_dataclass)
+        if isinstance(c, type) and c.__module__.startswith("skinacc.config")
+    }
+    assert {"EvalArguments", "TrainArguments"} <= {c.__name__ for c in classes}
+    bare = [
+        f"{c.__name__}.{f.name}"
+        for c in classes
+        for f in dataclasses.fields(c)
+        if not f.metadata.get("help") or not set(KNOWLEDGE) <= set(f.metadata)
+    ]
+    assert not bare, f"declare these with skinacc.config.fields.option: {bare}"

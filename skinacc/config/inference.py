@@ -3,11 +3,13 @@ publishing (each with ``--model``: a run folder, a timm folder, ``local-dir:`` o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+
+from skinacc.config.fields import option
 
 __all__ = [
     "CAM_METHODS",
@@ -31,9 +33,8 @@ CAM_METHODS = {
 
 def model_spec() -> Any:
     """The ``--model`` option of every command that loads a trained model (one text, one default)."""
-    return field(
-        default="outputs/demo",
-        metadata={"help": "A skinacc run dir, a timm folder, local-dir:<folder>, or hf-hub:<repo>."},
+    return option(
+        "A skinacc run dir, a timm folder, local-dir:<folder>, or hf-hub:<repo>.", default="outputs/demo"
     )
 
 
@@ -42,80 +43,58 @@ class EvalArguments:
     """What to evaluate and where the results go."""
 
     model: str = model_spec()
-    split: Literal["train", "validation", "test", "all"] | None = field(
+    split: Literal["train", "validation", "test", "all"] | None = option(
+        "Split to evaluate; 'all' takes every image. Default: 'test' of the run's own data, "
+        "'all' of a source given with --data_dir/--dataset_name.",
         default=None,
-        metadata={
-            "help": "Split to evaluate; 'all' takes every image. Default: 'test' of the run's own data, "
-            "'all' of a source given with --data_dir/--dataset_name."
-        },
     )
-    output_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "Results folder (default: <run>/eval_<split or folder name>, or outputs/eval_...)."
-        },
+    output_dir: str | None = option(
+        "Results folder (default: <run>/eval_<split or folder name>, or outputs/eval_...).", default=None
     )
-    batch_size: int = field(default=128, metadata={"help": "Batch size per process."})
-    channels_last: bool = field(
+    batch_size: int = option("Batch size per process.", default=128)
+    channels_last: bool = option(
+        "Channels-last model and batches: the same predictions (to float rounding), faster "
+        "convolutions on CPU and tensor cores (BENCHMARKS.md).",
         default=True,
-        metadata={
-            "help": "Channels-last model and batches: the same predictions (to float rounding), faster "
-            "convolutions on CPU and tensor cores (BENCHMARKS.md)."
-        },
     )
-    tta: Literal["none", "flip", "dihedral"] | None = field(
+    tta: Literal["none", "flip", "dihedral"] | None = option(
+        "Test-time augmentation (average over the mirror, or the 8 flips/rotations). "
+        "Default: the model's stored setting.",
         default=None,
-        metadata={
-            "help": "Test-time augmentation (average over the mirror, or the 8 flips/rotations). "
-            "Default: the model's stored setting."
-        },
     )
-    temperature: float | None = field(
-        default=None,
-        metadata={"help": "Softmax temperature. Default: the model's calibrated one (1.0 if none)."},
+    temperature: float | None = option(
+        "Softmax temperature. Default: the model's calibrated one (1.0 if none).", default=None
     )
 
-    explain: int = field(
+    explain: int = option(
+        "Per class, Grad-CAM grids of the N most confident errors and N most confident correct "
+        "cases (explain/<class>.png; W&B images when tracking). 0: off. Needs skinacc[explain].",
         default=0,
-        metadata={
-            "help": "Per class, Grad-CAM grids of the N most confident errors and N most confident correct "
-            "cases (explain/<class>.png; W&B images when tracking). 0: off. Needs skinacc[explain]."
-        },
     )
-    cam_layer: str | None = field(
+    cam_layer: str | None = option(
+        "Layer to explain (a model.named_modules() name). Default: the last spatial feature map.",
         default=None,
-        metadata={
-            "help": "Layer to explain (a model.named_modules() name). Default: the last spatial feature map."
-        },
     )
-    cam_method: str = field(default="gradcam", metadata={"help": f"CAM method: {', '.join(CAM_METHODS)}."})
-    resume: bool = field(
+    cam_method: str = option(f"CAM method: {', '.join(CAM_METHODS)}.", default="gradcam")
+    resume: bool = option(
+        "Continue an evaluation that stopped: the images already in --output_dir's "
+        "predictions.partial are kept, only the others are predicted.",
         default=False,
-        metadata={
-            "help": "Continue an evaluation that stopped: the images already in --output_dir's "
-            "predictions.partial are kept, only the others are predicted."
-        },
     )
-    ood_dir: str | None = field(
+    ood_dir: str | None = option(
+        "A folder of images from elsewhere (no labels needed): how well the model's uncertainty "
+        "(--abstain_score) separates them from the evaluated images (AUROC, FPR at 95%% TPR; clinical.json).",
         default=None,
-        metadata={
-            "help": "A folder of images from elsewhere (no labels needed): how well the model's uncertainty "
-            "(--abstain_score) separates them from the evaluated images (AUROC, FPR at 95%% TPR; clinical.json)."
-        },
     )
-    stress: bool = field(
+    stress: bool = option(
+        "Stress report: the share of predictions that flip under flips, a quarter turn, colour, "
+        "blur and scale changes (each a further pass over the images).",
         default=False,
-        metadata={
-            "help": "Stress report: the share of predictions that flip under flips, a quarter turn, colour, "
-            "blur and scale changes (each a further pass over the images)."
-        },
     )
-    save_rules: bool = field(
+    save_rules: bool = option(
+        "Store the rules --operating_point/--abstain_coverage choose on validation in the model "
+        "folder's config.json (predict and the web demo apply them).",
         default=False,
-        metadata={
-            "help": "Store the rules --operating_point/--abstain_coverage choose on validation in the model "
-            "folder's config.json (predict and the web demo apply them)."
-        },
     )
 
     def validate(self) -> list[str]:
@@ -134,71 +113,47 @@ class PredictArguments:
     """What to predict and where the results go."""
 
     model: str = model_spec()
-    inputs: list[str] = field(
-        default_factory=list, metadata={"help": "Image files, folders or glob patterns."}
-    )
-    top_k: int = field(default=3, metadata={"help": "Labels reported per image."})
-    tta: Literal["none", "flip", "dihedral"] | None = field(
+    inputs: list[str] = option("Image files, folders or glob patterns.", default_factory=list)
+    top_k: int = option("Labels reported per image.", default=3)
+    tta: Literal["none", "flip", "dihedral"] | None = option(
+        "Test-time augmentation: average over the image and its mirror ('flip') or its 8 "
+        "flips/rotations ('dihedral'). Default: what the model was evaluated with (stored in its config.json).",
         default=None,
-        metadata={
-            "help": "Test-time augmentation: average over the image and its mirror ('flip') or its 8 "
-            "flips/rotations ('dihedral'). Default: what the model was evaluated with (stored in its config.json)."
-        },
     )
-    temperature: float | None = field(
-        default=None,
-        metadata={"help": "Softmax temperature. Default: the model's calibrated one (1.0 if it has none)."},
+    temperature: float | None = option(
+        "Softmax temperature. Default: the model's calibrated one (1.0 if it has none).", default=None
     )
-    batch_size: int = field(default=64, metadata={"help": "Images per forward pass."})
-    channels_last: bool = field(
+    batch_size: int = option("Images per forward pass.", default=64)
+    channels_last: bool = option(
+        "Channels-last model and batches: the same predictions (to float rounding), faster "
+        "convolutions on CPU and tensor cores (BENCHMARKS.md).",
         default=True,
-        metadata={
-            "help": "Channels-last model and batches: the same predictions (to float rounding), faster "
-            "convolutions on CPU and tensor cores (BENCHMARKS.md)."
-        },
     )
-    output: str | None = field(
+    output: str | None = option(
+        "Write results to this .csv, .jsonl or .json file. .csv and .jsonl are written batch by "
+        "batch (any number of images in constant memory; see --resume); .json at the end.",
         default=None,
-        metadata={
-            "help": "Write results to this .csv, .jsonl or .json file. .csv and .jsonl are written batch by "
-            "batch (any number of images in constant memory; see --resume); .json at the end."
-        },
     )
-    resume: bool = field(
+    resume: bool = option(
+        "Continue a stopped run: keep the images already in --output (.csv/.jsonl), predict the rest.",
         default=False,
-        metadata={
-            "help": "Continue a stopped run: keep the images already in --output (.csv/.jsonl), predict the rest."
-        },
     )
-    num_workers: int | None = field(
+    num_workers: int | None = option(
+        "Decoding processes (default: the cores less one; 0 decodes in-process).", default=None
+    )
+    device: str = option("cpu, cuda, cuda:1 ...", default="cuda" if torch.cuda.is_available() else "cpu")
+    explain: bool = option(
+        "Write a Grad-CAM overlay PNG per image for its top-1 class (needs skinacc[explain]).", default=False
+    )
+    explain_dir: str | None = option(
+        "Folder of the overlays (default: 'explanations' beside --output, or ./explanations).", default=None
+    )
+    cam_layer: str | None = option(
+        "Layer to explain (a model.named_modules() name). Default: the last spatial feature map.",
         default=None,
-        metadata={"help": "Decoding processes (default: the cores less one; 0 decodes in-process)."},
     )
-    device: str = field(
-        default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "cpu, cuda, cuda:1 ..."}
-    )
-    explain: bool = field(
-        default=False,
-        metadata={
-            "help": "Write a Grad-CAM overlay PNG per image for its top-1 class (needs skinacc[explain])."
-        },
-    )
-    explain_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "Folder of the overlays (default: 'explanations' beside --output, or ./explanations)."
-        },
-    )
-    cam_layer: str | None = field(
-        default=None,
-        metadata={
-            "help": "Layer to explain (a model.named_modules() name). Default: the last spatial feature map."
-        },
-    )
-    cam_method: str = field(default="gradcam", metadata={"help": f"CAM method: {', '.join(CAM_METHODS)}."})
-    disable_tqdm: bool = field(
-        default=False, metadata={"help": "Turn off the progress bar (as TQDM_DISABLE=1 does)."}
-    )
+    cam_method: str = option(f"CAM method: {', '.join(CAM_METHODS)}.", default="gradcam")
+    disable_tqdm: bool = option("Turn off the progress bar (as TQDM_DISABLE=1 does).", default=False)
 
     def validate(self) -> list[str]:
         p = []
@@ -230,51 +185,38 @@ class AppArguments:
     """Which model the page serves, and where."""
 
     model: str = model_spec()
-    examples: list[str] = field(
+    examples: list[str] = option(
+        "Example images offered on the page: files, folders or globs (first --max_examples).",
         default_factory=list,
-        metadata={
-            "help": "Example images offered on the page: files, folders or globs (first --max_examples)."
-        },
     )
-    max_examples: int = field(default=8, metadata={"help": "Most examples shown."})
-    top_k: int = field(default=3, metadata={"help": "Classes shown per image."})
-    explain: bool = field(default=True, metadata={"help": "Show the Grad-CAM overlay (--no_explain: off)."})
-    cam_layer: str | None = field(
+    max_examples: int = option("Most examples shown.", default=8)
+    top_k: int = option("Classes shown per image.", default=3)
+    explain: bool = option("Show the Grad-CAM overlay (--no_explain: off).", default=True)
+    cam_layer: str | None = option(
+        "Layer to explain (a model.named_modules() name). Default: the last spatial feature map.",
         default=None,
-        metadata={
-            "help": "Layer to explain (a model.named_modules() name). Default: the last spatial feature map."
-        },
     )
-    cam_method: str = field(default="gradcam", metadata={"help": f"CAM method: {', '.join(CAM_METHODS)}."})
-    tta: Literal["none", "flip", "dihedral"] | None = field(
-        default=None, metadata={"help": "Test-time augmentation. Default: the model's stored setting."}
+    cam_method: str = option(f"CAM method: {', '.join(CAM_METHODS)}.", default="gradcam")
+    tta: Literal["none", "flip", "dihedral"] | None = option(
+        "Test-time augmentation. Default: the model's stored setting.", default=None
     )
-    max_megapixels: float = field(
-        default=40.0, metadata={"help": "Larger uploads are refused with a message."}
-    )
-    max_file_size_mb: float = field(default=30.0, metadata={"help": "Larger files are refused."})
-    server_name: str | None = field(
+    max_megapixels: float = option("Larger uploads are refused with a message.", default=40.0)
+    max_file_size_mb: float = option("Larger files are refused.", default=30.0)
+    server_name: str | None = option(
+        "Address to listen on (0.0.0.0: every interface). Default: $GRADIO_SERVER_NAME, else 127.0.0.1.",
         default=None,
-        metadata={
-            "help": "Address to listen on (0.0.0.0: every interface). Default: $GRADIO_SERVER_NAME, else 127.0.0.1."
-        },
     )
-    server_port: int | None = field(
+    server_port: int | None = option(
+        "Port. Default: $GRADIO_SERVER_PORT, else 7860 (Gradio's own defaults).", default=None
+    )
+    max_queue: int | None = option(
+        "Most requests waiting in the queue; more are refused at once with 'queue full' instead "
+        "of waiting (one request is classified at a time: about 0.3 s each with Grad-CAM on 2 CPU "
+        "cores, so 50 waiting uploads wait up to ~18 s). Default: no limit.",
         default=None,
-        metadata={"help": "Port. Default: $GRADIO_SERVER_PORT, else 7860 (Gradio's own defaults)."},
     )
-    max_queue: int | None = field(
-        default=None,
-        metadata={
-            "help": "Most requests waiting in the queue; more are refused at once with 'queue full' instead "
-            "of waiting (one request is classified at a time: about 0.3 s each with Grad-CAM on 2 CPU "
-            "cores, so 50 waiting uploads wait up to ~18 s). Default: no limit."
-        },
-    )
-    share: bool = field(default=False, metadata={"help": "Also open a public gradio.live link."})
-    device: str = field(
-        default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "cpu, cuda, cuda:1 ..."}
-    )
+    share: bool = option("Also open a public gradio.live link.", default=False)
+    device: str = option("cpu, cuda, cuda:1 ...", default="cuda" if torch.cuda.is_available() else "cpu")
 
     def validate(self) -> list[str]:
         p = []
@@ -298,10 +240,10 @@ class OnnxArguments:
     """What to export."""
 
     model: str = model_spec()
-    output: str | None = field(default=None, metadata={"help": "ONNX file (default: <run>/model.onnx)."})
-    opset: int = field(default=18, metadata={"help": "ONNX opset."})
-    check_batch: int = field(default=4, metadata={"help": "Batch size of the PyTorch-vs-onnxruntime check."})
-    tolerance: float = field(default=1e-3, metadata={"help": "Largest acceptable max-abs logit difference."})
+    output: str | None = option("ONNX file (default: <run>/model.onnx).", default=None)
+    opset: int = option("ONNX opset.", default=18)
+    check_batch: int = option("Batch size of the PyTorch-vs-onnxruntime check.", default=4)
+    tolerance: float = option("Largest acceptable max-abs logit difference.", default=1e-3)
 
     def validate(self) -> list[str]:
         return [f"--check_batch={self.check_batch}: must be >= 1"] if self.check_batch < 1 else []
@@ -311,27 +253,19 @@ class OnnxArguments:
 class PushArguments:
     """What to publish and where."""
 
-    model: str = field(
+    model: str = option(
+        "A skinacc run directory (its best/ model is published), or an ensemble folder or a "
+        "--cv_folds output folder (its ensemble/, published whole).",
         default="outputs/demo",
-        metadata={
-            "help": "A skinacc run directory (its best/ model is published), or an ensemble folder or a "
-            "--cv_folds output folder (its ensemble/, published whole)."
-        },
     )
-    hub_model_id: str | None = field(
-        default=None, metadata={"help": "Hub repository, '<user-or-org>/<name>'."}
-    )
-    output_dir: str | None = field(
-        default=None, metadata={"help": "Where the Hub folder is written (default: <run>/hub)."}
-    )
-    dry_run: bool = field(default=False, metadata={"help": "Write the folder only; do not upload."})
-    private: bool = field(default=False, metadata={"help": "Create the repository as private."})
-    license: str | None = field(
+    hub_model_id: str | None = option("Hub repository, '<user-or-org>/<name>'.", default=None)
+    output_dir: str | None = option("Where the Hub folder is written (default: <run>/hub).", default=None)
+    dry_run: bool = option("Write the folder only; do not upload.", default=False)
+    private: bool = option("Create the repository as private.", default=False)
+    license: str | None = option(
+        "Licence id for the model card, e.g. cc-by-nc-sa-4.0 (the shared ISIC set's HAM10000 terms). "
+        "Default: 'other', the training data's terms apply.",
         default=None,
-        metadata={
-            "help": "Licence id for the model card, e.g. cc-by-nc-sa-4.0 (the shared ISIC set's HAM10000 terms). "
-            "Default: 'other', the training data's terms apply."
-        },
     )
 
     def validate(self) -> list[str]:
@@ -347,18 +281,15 @@ class PushArguments:
 class EnsembleArguments:
     """Which cross-validation's fold models to combine, and how."""
 
-    cv_dir: str = field(
-        default="",
-        metadata={"help": "The --output_dir of a finished --cv_folds run (its fold_<k>/best models)."},
+    cv_dir: str = option(
+        "The --output_dir of a finished --cv_folds run (its fold_<k>/best models).", default=""
     )
-    soup: Literal["none", "uniform", "greedy", "both"] = field(
+    soup: Literal["none", "uniform", "greedy", "both"] = option(
+        "Also average the fold models' weights into one timm model: all of them ('uniform'), "
+        "those greedy selection keeps ('greedy'), or both; written to <cv_dir>/soup_<method>.",
         default="none",
-        metadata={
-            "help": "Also average the fold models' weights into one timm model: all of them ('uniform'), "
-            "those greedy selection keeps ('greedy'), or both; written to <cv_dir>/soup_<method>."
-        },
     )
-    batch_size: int = field(default=128, metadata={"help": "Batch size of the greedy soup's scoring."})
+    batch_size: int = option("Batch size of the greedy soup's scoring.", default=128)
 
     def validate(self) -> list[str]:
         p = []

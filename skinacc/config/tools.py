@@ -3,10 +3,12 @@ profile, benchmark-throughput and benchmark-loading."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from skinacc.config.fields import option
 
 __all__ = [
     "AuditArguments",
@@ -38,7 +40,7 @@ LOADER_STRATEGIES = (
 class PlotArguments:
     """Which run to redraw."""
 
-    run_dir: str = field(default="outputs/demo", metadata={"help": "A skinacc output directory."})
+    run_dir: str = option("A skinacc output directory.", default="outputs/demo")
 
     def validate(self) -> list[str]:
         return [] if Path(self.run_dir).is_dir() else [f"--run_dir={self.run_dir!r}: no such directory"]
@@ -48,20 +50,17 @@ class PlotArguments:
 class CompareArguments:
     """Which runs to compare."""
 
-    runs: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Output dirs, offline W&B run dirs, or entity/project/run_id paths."},
+    runs: list[str] = option(
+        "Output dirs, offline W&B run dirs, or entity/project/run_id paths.", default_factory=list
     )
-    output_dir: str = field(default="outputs/compare", metadata={"help": "Where the table and plots go."})
-    paired_split: str | None = field(
+    output_dir: str = option("Where the table and plots go.", default="outputs/compare")
+    paired_split: str | None = option(
+        "Also compare the first run with each other one on the same images of this evaluated "
+        "split (e.g. test: each run's eval_test/predictions.csv): the difference of every headline "
+        "metric with a bootstrap CI that resamples whole groups (the first run's --group_column).",
         default=None,
-        metadata={
-            "help": "Also compare the first run with each other one on the same images of this evaluated "
-            "split (e.g. test: each run's eval_test/predictions.csv): the difference of every headline "
-            "metric with a bootstrap CI that resamples whole groups (the first run's --group_column)."
-        },
     )
-    bootstrap: int = field(default=2000, metadata={"help": "Resamples of the paired comparison."})
+    bootstrap: int = option("Resamples of the paired comparison.", default=2000)
 
     def validate(self) -> list[str]:
         p = [] if self.runs else ["--runs: give at least one run"]
@@ -76,25 +75,20 @@ class CompareArguments:
 class ShardArguments:
     """Where the shards go and how they are cut."""
 
-    output_dir: str = field(default="", metadata={"help": "New folder for the shards (must not exist)."})
-    shard_size: int = field(
-        default=256,
-        metadata={"help": "Shorter side of the stored images, in pixels (>= training's resize size)."},
+    output_dir: str = option("New folder for the shards (must not exist).", default="")
+    shard_size: int = option(
+        "Shorter side of the stored images, in pixels (>= training's resize size).", default=256
     )
-    images_per_shard: int = field(default=1000, metadata={"help": "About this many images per Parquet file."})
-    shard_multiple: int = field(
-        default=8, metadata={"help": "Round each split's shard count up to a multiple of this."}
+    images_per_shard: int = option("About this many images per Parquet file.", default=1000)
+    shard_multiple: int = option("Round each split's shard count up to a multiple of this.", default=8)
+    shuffle_seed: int = option("Seed of the training split's stored order.", default=0)
+    jpeg_quality: int = option("JPEG quality of the stored images (1-100).", default=90)
+    num_proc: int | None = option(
+        "Processes that decode and resize (default: the cores less one).", default=None
     )
-    shuffle_seed: int = field(default=0, metadata={"help": "Seed of the training split's stored order."})
-    jpeg_quality: int = field(default=90, metadata={"help": "JPEG quality of the stored images (1-100)."})
-    num_proc: int | None = field(
-        default=None, metadata={"help": "Processes that decode and resize (default: the cores less one)."}
-    )
-    push_to_hub: bool = field(default=False, metadata={"help": "Upload the folder as a Hub dataset."})
-    hub_dataset_id: str | None = field(
-        default=None, metadata={"help": "<user-or-org>/<name> of the dataset repo."}
-    )
-    hub_private: bool = field(default=False, metadata={"help": "Create the dataset repo private."})
+    push_to_hub: bool = option("Upload the folder as a Hub dataset.", default=False)
+    hub_dataset_id: str | None = option("<user-or-org>/<name> of the dataset repo.", default=None)
+    hub_private: bool = option("Create the dataset repo private.", default=False)
 
     def validate(self) -> list[str]:
         p = []
@@ -116,48 +110,38 @@ class ShardArguments:
 class AuditArguments:
     """What the audit looks for and where its results go."""
 
-    output_dir: str = field(default="outputs/audit", metadata={"help": "Folder for the audit's files."})
-    duplicates: bool = field(default=True, metadata={"help": "Find exact and near-duplicates."})
-    radius: int = field(
+    output_dir: str = option("Folder for the audit's files.", default="outputs/audit")
+    duplicates: bool = option("Find exact and near-duplicates.", default=True)
+    radius: int = option(
+        "Hamming radius (bits of 63) of perceptual-hash candidates, at most 15; larger finds "
+        "more crops and checks more candidates.",
         default=13,
-        metadata={
-            "help": "Hamming radius (bits of 63) of perceptual-hash candidates, at most 15; larger finds "
-            "more crops and checks more candidates."
-        },
     )
-    threshold: float = field(
+    threshold: float = option(
+        "High-pass detail correlation (at 128 px, aligned) a candidate needs to count as a "
+        "near-duplicate; copies score above 0.8, different photographs of look-alike lesions below 0.3.",
         default=0.6,
-        metadata={
-            "help": "High-pass detail correlation (at 128 px, aligned) a candidate needs to count as a "
-            "near-duplicate; copies score above 0.8, different photographs of look-alike lesions below 0.3."
-        },
     )
-    max_hue_degrees: float = field(
-        default=6.0, metadata={"help": "Largest mean-colour hue difference between near-duplicates."}
+    max_hue_degrees: float = option(
+        "Largest mean-colour hue difference between near-duplicates.", default=6.0
     )
-    label_issues: bool = field(default=True, metadata={"help": "Rank suspect labels with cleanlab."})
-    predictions: str | None = field(
-        default=None,
-        metadata={
-            "help": "A run's predictions.csv: its probabilities rank the labels (default: k-fold probe)."
-        },
+    label_issues: bool = option("Rank suspect labels with cleanlab.", default=True)
+    predictions: str | None = option(
+        "A run's predictions.csv: its probabilities rank the labels (default: k-fold probe).", default=None
     )
-    embedding_model: str = field(
-        default="tf_efficientnet_lite0", metadata={"help": "timm model whose features the linear probe uses."}
+    embedding_model: str = option(
+        "timm model whose features the linear probe uses.", default="tf_efficientnet_lite0"
     )
-    embedding_weights: str | None = field(
-        default="pypi-lite0", metadata={"help": "Its weights (as --pretrained_weights of training)."}
+    embedding_weights: str | None = option(
+        "Its weights (as --pretrained_weights of training).", default="pypi-lite0"
     )
-    embedding_size: int = field(default=160, metadata={"help": "Image side for the features."})
-    folds: int = field(default=5, metadata={"help": "Folds of the linear probe."})
-    quality: bool = field(default=True, metadata={"help": "Flag image-quality issues with cleanvision."})
-    workers: int | None = field(
-        default=None,
-        metadata={"help": "Processes for hashing, loading and quality checks (default: all cores)."},
+    embedding_size: int = option("Image side for the features.", default=160)
+    folds: int = option("Folds of the linear probe.", default=5)
+    quality: bool = option("Flag image-quality issues with cleanvision.", default=True)
+    workers: int | None = option(
+        "Processes for hashing, loading and quality checks (default: all cores).", default=None
     )
-    max_grid: int = field(
-        default=12, metadata={"help": "Groups (and twice as many suspects) drawn in the PNGs."}
-    )
+    max_grid: int = option("Groups (and twice as many suspects) drawn in the PNGs.", default=12)
 
     def validate(self) -> list[str]:
         p = []
@@ -176,16 +160,12 @@ class AuditArguments:
 class ProfileArguments:
     """How much to profile."""
 
-    profile_dir: str = field(
-        default="outputs/profile", metadata={"help": "Where traces, summary and plots go."}
+    profile_dir: str = option("Where traces, summary and plots go.", default="outputs/profile")
+    warmup_steps: int = option(
+        "Steps run before profiling (cuDNN autotune, compile, worker start-up).", default=3
     )
-    warmup_steps: int = field(
-        default=3, metadata={"help": "Steps run before profiling (cuDNN autotune, compile, worker start-up)."}
-    )
-    profile_steps: int = field(default=5, metadata={"help": "Steps recorded."})
-    record_shapes: bool = field(
-        default=False, metadata={"help": "Record operator input shapes (bigger traces)."}
-    )
+    profile_steps: int = option("Steps recorded.", default=5)
+    record_shapes: bool = option("Record operator input shapes (bigger traces).", default=False)
 
     def validate(self) -> list[str]:
         return [f"--{k}: must be >= 1" for k in ("profile_steps",) if getattr(self, k) < 1] + (
@@ -197,75 +177,54 @@ class ProfileArguments:
 class ThroughputArguments:
     """What to measure."""
 
-    model: str = field(
-        default="efficientnet_b3",
-        metadata={"help": "timm model (random weights: speed does not depend on them)."},
+    model: str = option(
+        "timm model (random weights: speed does not depend on them).", default="efficientnet_b3"
     )
-    num_classes: int = field(default=35, metadata={"help": "Classifier size (the seed's 35 classes)."})
-    image_size: int = field(default=224, metadata={"help": "Input side in pixels."})
-    batch_sizes: list[int] = field(
-        default_factory=lambda: [64, 256],
-        metadata={"help": "Per-process batch sizes (the seed's 64 and a larger one)."},
+    num_classes: int = option("Classifier size (the seed's 35 classes).", default=35)
+    image_size: int = option("Input side in pixels.", default=224)
+    batch_sizes: list[int] = option(
+        "Per-process batch sizes (the seed's 64 and a larger one).", default_factory=lambda: [64, 256]
     )
-    precisions: list[str] = field(
-        default_factory=lambda: ["fp32", "fp16", "bf16"], metadata={"help": "fp32, fp16, bf16."}
+    precisions: list[str] = option("fp32, fp16, bf16.", default_factory=lambda: ["fp32", "fp16", "bf16"])
+    channels_last: list[str] = option(
+        "Memory formats to try: off (NCHW), on (NHWC).", default_factory=lambda: ["off", "on"]
     )
-    channels_last: list[str] = field(
-        default_factory=lambda: ["off", "on"],
-        metadata={"help": "Memory formats to try: off (NCHW), on (NHWC)."},
+    compile: list[str] = option("torch.compile settings to try: off, on.", default_factory=lambda: ["off"])
+    modes: list[str] = option(
+        "train (forward+backward+Adam) and/or infer.", default_factory=lambda: ["train", "infer"]
     )
-    compile: list[str] = field(
-        default_factory=lambda: ["off"], metadata={"help": "torch.compile settings to try: off, on."}
-    )
-    modes: list[str] = field(
-        default_factory=lambda: ["train", "infer"],
-        metadata={"help": "train (forward+backward+Adam) and/or infer."},
-    )
-    steps: int = field(default=20, metadata={"help": "Timed steps per variant."})
-    warmup: int = field(default=5, metadata={"help": "Untimed steps per variant (autotuning, compilation)."})
-    compute: bool = field(
+    steps: int = option("Timed steps per variant.", default=20)
+    warmup: int = option("Untimed steps per variant (autotuning, compilation).", default=5)
+    compute: bool = option(
+        "Run the compute sweep on random tensors (--compute false with --e2e_data_dir: end-to-end rows only).",
         default=True,
-        metadata={
-            "help": "Run the compute sweep on random tensors (--compute false with --e2e_data_dir: end-to-end rows only)."
-        },
     )
-    e2e_data_dir: str | None = field(
-        default=None,
-        metadata={"help": "JPEG image folder: also measure end-to-end training through skinacc's pipeline."},
+    e2e_data_dir: str | None = option(
+        "JPEG image folder: also measure end-to-end training through skinacc's pipeline.", default=None
     )
-    e2e_batches: int = field(
+    e2e_batches: int = option(
+        "Timed batches of the end-to-end measurement (after 5 warm-up batches; small folders are read for several epochs).",
         default=30,
-        metadata={
-            "help": "Timed batches of the end-to-end measurement (after 5 warm-up batches; small folders are read for several epochs)."
-        },
     )
-    e2e_preresize: bool = field(
-        default=False, metadata={"help": "End-to-end run on the pre-resized cache (--preresize of training)."}
+    e2e_preresize: bool = option(
+        "End-to-end run on the pre-resized cache (--preresize of training).", default=False
     )
-    e2e_workers: int = field(
-        default=8, metadata={"help": "DataLoader workers per process for the end-to-end measurement."}
+    e2e_workers: int = option("DataLoader workers per process for the end-to-end measurement.", default=8)
+    e2e_channels_last: bool = option(
+        "Channels-last model and batches in the end-to-end runs (training's --channels_last).", default=True
     )
-    e2e_channels_last: bool = field(
-        default=True,
-        metadata={
-            "help": "Channels-last model and batches in the end-to-end runs (training's --channels_last)."
-        },
+    output_dir: str = option("Results and plots.", default="outputs/bench_throughput")
+    launch_processes: list[int] | None = option(
+        "Driver mode: launch this script under each process count and merge.", default=None
     )
-    output_dir: str = field(default="outputs/bench_throughput", metadata={"help": "Results and plots."})
-    launch_processes: list[int] | None = field(
-        default=None, metadata={"help": "Driver mode: launch this script under each process count and merge."}
-    )
-    launch_config: str = field(
+    launch_config: str = option(
+        "accelerate config for driver mode (--num_processes is overridden).",
         default="accelerate_configs/1gpu_fp32.yaml",
-        metadata={"help": "accelerate config for driver mode (--num_processes is overridden)."},
     )
-    report_to: str = field(
-        default="none", metadata={"help": "'wandb' also logs the results table and plots to W&B."}
-    )
-    project: str = field(default="skinacc", metadata={"help": "W&B project."})
-    launch_cpu: bool = field(
-        default=False,
-        metadata={"help": "Driver mode on CPU: ACCELERATE_USE_CPU=1 and --mixed_precision no (gloo ranks)."},
+    report_to: str = option("'wandb' also logs the results table and plots to W&B.", default="none")
+    project: str = option("W&B project.", default="skinacc")
+    launch_cpu: bool = option(
+        "Driver mode on CPU: ACCELERATE_USE_CPU=1 and --mixed_precision no (gloo ranks).", default=False
     )
 
     def validate(self) -> list[str]:
@@ -298,40 +257,32 @@ class ThroughputArguments:
 class LoadingBenchArguments:
     """Options of the data-loading benchmark."""
 
-    data_dir: str | None = field(
-        default=None,
-        metadata={"help": "Image folder of small JPEGs (default: the ISIC set if present, else synthetic)."},
+    data_dir: str | None = option(
+        "Image folder of small JPEGs (default: the ISIC set if present, else synthetic).", default=None
     )
-    output_dir: str = field(default="outputs/bench_loading", metadata={"help": "Where results and plots go."})
-    image_sets: list[str] = field(
+    output_dir: str = option("Where results and plots go.", default="outputs/bench_loading")
+    image_sets: list[str] = option(
+        "small (as found) and/or large (upscaled to --large_size).",
         default_factory=lambda: ["small", "large"],
-        metadata={"help": "small (as found) and/or large (upscaled to --large_size)."},
     )
-    large_dir: str | None = field(
+    large_dir: str | None = option(
+        "Folder of large JPEGs to use as they are (default: the small set upscaled to --large_size, made once).",
         default=None,
-        metadata={
-            "help": "Folder of large JPEGs to use as they are (default: the small set upscaled to --large_size, made once)."
-        },
     )
-    large_size: int = field(default=1200, metadata={"help": "Width of the upscaled large JPEGs."})
-    large_per_class: int = field(default=40, metadata={"help": "Images per class in the large set."})
-    strategies: list[str] = field(
-        default_factory=lambda: list(LOADER_STRATEGIES), metadata={"help": f"Subset of {LOADER_STRATEGIES}."}
+    large_size: int = option("Width of the upscaled large JPEGs.", default=1200)
+    large_per_class: int = option("Images per class in the large set.", default=40)
+    strategies: list[str] = option(
+        f"Subset of {LOADER_STRATEGIES}.", default_factory=lambda: list(LOADER_STRATEGIES)
     )
-    workers: int = field(default=2, metadata={"help": "DataLoader workers (and processes for manual_split)."})
-    batch_size: int = field(default=64, metadata={"help": "Batch size."})
-    image_size: int = field(default=224, metadata={"help": "Crop size (resize = image_size / 0.875)."})
-    max_images: int = field(default=512, metadata={"help": "Images timed per strategy and set."})
-    repeats: int = field(
-        default=3, metadata={"help": "Interleaved timed runs per strategy (median reported)."}
-    )
-    report_to: str = field(
-        default="none", metadata={"help": "'wandb' also logs the results table and plots to W&B."}
-    )
-    project: str = field(default="skinacc", metadata={"help": "W&B project."})
-    device: str = field(
-        default="cuda" if torch.cuda.is_available() else "cpu",
-        metadata={"help": "Where batches are finished."},
+    workers: int = option("DataLoader workers (and processes for manual_split).", default=2)
+    batch_size: int = option("Batch size.", default=64)
+    image_size: int = option("Crop size (resize = image_size / 0.875).", default=224)
+    max_images: int = option("Images timed per strategy and set.", default=512)
+    repeats: int = option("Interleaved timed runs per strategy (median reported).", default=3)
+    report_to: str = option("'wandb' also logs the results table and plots to W&B.", default="none")
+    project: str = option("W&B project.", default="skinacc")
+    device: str = option(
+        "Where batches are finished.", default="cuda" if torch.cuda.is_available() else "cpu"
     )
 
     def validate(self) -> list[str]:
