@@ -38,6 +38,15 @@ def model_spec() -> Any:
     )
 
 
+def channels_last_spec() -> Any:
+    """The ``--channels_last`` option of the commands that run a trained model (evaluate, predict)."""
+    return option(
+        "Channels-last model and batches: the same predictions (to float rounding), faster "
+        "convolutions on CPU and tensor cores (BENCHMARKS.md).",
+        default=True,
+    )
+
+
 @dataclass
 class EvalArguments:
     """What to evaluate and where the results go."""
@@ -52,11 +61,7 @@ class EvalArguments:
         "Results folder (default: <run>/eval_<split or folder name>, or outputs/eval_...).", default=None
     )
     batch_size: int = option("Batch size per process.", default=128)
-    channels_last: bool = option(
-        "Channels-last model and batches: the same predictions (to float rounding), faster "
-        "convolutions on CPU and tensor cores (BENCHMARKS.md).",
-        default=True,
-    )
+    channels_last: bool = channels_last_spec()
     tta: Literal["none", "flip", "dihedral"] | None = option(
         "Test-time augmentation (average over the mirror, or the 8 flips/rotations). "
         "Default: the model's stored setting.",
@@ -124,11 +129,7 @@ class PredictArguments:
         "Softmax temperature. Default: the model's calibrated one (1.0 if it has none).", default=None
     )
     batch_size: int = option("Images per forward pass.", default=64)
-    channels_last: bool = option(
-        "Channels-last model and batches: the same predictions (to float rounding), faster "
-        "convolutions on CPU and tensor cores (BENCHMARKS.md).",
-        default=True,
-    )
+    channels_last: bool = channels_last_spec()
     output: str | None = option(
         "Write results to this .csv, .jsonl or .json file. .csv and .jsonl are written batch by "
         "batch (any number of images in constant memory; see --resume); .json at the end.",
