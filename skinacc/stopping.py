@@ -24,15 +24,20 @@ Who sends the signal, and how long the run has (accelerate 1.16, torch 2.14):
   SIGINT and any SIGTERM that does not come from the training process that owns them, so a signal sent
   to the whole tree no longer kills them under the training loop (torch then raised "DataLoader worker
   ... is killed by signal: Terminated" and no checkpoint was written); their owner ends them as usual,
-  and they die with it (``PR_SET_PDEATHSIG`` = SIGKILL).
+  and they die with it (``PR_SET_PDEATHSIG`` = SIGKILL). They are started through
+  :func:`worker_context`, whose processes are born with SIGTERM and SIGINT held (blocked in the thread
+  that starts them, a mask the child inherits through fork and exec), so a signal that reaches a worker
+  while it is still starting waits for the shield instead of killing it (torch's default handling).
 
 A second SIGINT (Ctrl+C twice) interrupts at once, as Python does by default.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import multiprocessing.context
 import os
 import signal
 import sys
@@ -41,7 +46,15 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["EXIT_STOPPED", "StopRequest", "TrainingStopped", "shield_worker", "worker_shield"]
+__all__ = [
+    "EXIT_STOPPED",
+    "StopRequest",
+    "TrainingStopped",
+    "shield_worker",
+    "stop_signals_held",
+    "worker_context",
+    "worker_shield",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -171,10 +184,13 @@ def shield_worker(owner: int, worker_id: int | None = None) -> None:
         owner: PID of the training process (``os.getpid()`` there, when the loader or pool is built).
         worker_id: Unused; the DataLoader ``worker_init_fn`` signature.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # also drops a Ctrl+C held since the worker's start
     if not hasattr(signal, "sigwaitinfo"):  # not Linux: leave SIGTERM as it is
         return
+    # SIGTERM stays blocked (from birth, see worker_context): the thread below takes every one,
+    # including any that arrived while the worker was starting.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     threading.Thread(target=_obey_owner_sigterm, args=(owner,), name="skinacc-sigterm", daemon=True).start()
     if os.getppid() == owner:
         _prctl_pdeathsig(signal.SIGKILL)
@@ -192,3 +208,84 @@ def _obey_owner_sigterm(owner: int) -> None:
 def worker_shield() -> Callable[..., None]:
     """A ``worker_init_fn`` / pool ``initializer`` that applies :func:`shield_worker` for this process."""
     return functools.partial(shield_worker, os.getpid())
+
+
+@contextlib.contextmanager
+def stop_signals_held():
+    """Hold SIGTERM and SIGINT in this thread for the block: one that arrives meanwhile is delivered
+    when the block ends (nothing is lost), and a process started inside is born with both blocked.
+
+    Keep the block short: it is for starting processes (see :func:`worker_context`).
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: nothing to hold
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class _ShieldedWorker:
+    """A ``multiprocessing`` process for a :func:`shield_worker`: born with stop signals held, and
+    ended by its owner with SIGKILL."""
+
+    def start(self) -> None:
+        with stop_signals_held():
+            super().start()
+
+    def terminate(self) -> None:
+        # A SIGTERM from the owner (what Process.terminate sends) that arrives while a launcher's
+        # SIGTERM is still held in a starting worker merges with it (one pending signal of a kind) and
+        # is lost to the shield, which then ignores the launcher's: the worker would live on and a
+        # pool's terminate() would wait for it forever. SIGKILL cannot be merged, and a shielded
+        # worker ends on its owner's SIGTERM without any clean-up anyway.
+        self.kill()
+
+
+class _ShieldedSpawnProcess(_ShieldedWorker, multiprocessing.context.SpawnProcess):
+    pass
+
+
+class _ShieldedSpawnContext(multiprocessing.context.SpawnContext):
+    Process = _ShieldedSpawnProcess
+
+
+_CONTEXTS: dict[str, type[multiprocessing.context.BaseContext]] = {"spawn": _ShieldedSpawnContext}
+
+if hasattr(multiprocessing.context, "ForkProcess"):  # POSIX
+
+    class _ShieldedForkProcess(_ShieldedWorker, multiprocessing.context.ForkProcess):
+        pass
+
+    class _ShieldedForkContext(multiprocessing.context.ForkContext):
+        Process = _ShieldedForkProcess
+
+    _CONTEXTS["fork"] = _ShieldedForkContext
+
+#: The start methods :func:`worker_context` offers. Not forkserver: its workers are forked by a server
+#: process started once, whose signal mask a start here cannot set.
+WORKER_START_METHODS = tuple(sorted(_CONTEXTS))
+
+
+def worker_context(method: str | None = None) -> multiprocessing.context.BaseContext:
+    """A ``multiprocessing`` context for data workers (a DataLoader's ``multiprocessing_context``, a
+    pool's context) whose processes are born with SIGTERM and SIGINT held, so the window between a
+    worker's start and its :func:`shield_worker` is closed: a launcher's SIGTERM that arrives then
+    waits for the shield, which ignores it. Without it, such a signal met torch's or Python's default
+    handling and killed the worker. Their ``terminate()`` (how a DataLoader or pool ends them) sends
+    SIGKILL, which a held SIGTERM cannot swallow.
+
+    Args:
+        method: ``"fork"`` or ``"spawn"``; default ``"fork"`` where the platform has it (as torch's
+            DataLoader on Linux), else ``"spawn"``.
+
+    Raises:
+        ValueError: ``method`` is not one of :data:`WORKER_START_METHODS`.
+    """
+    if method is None:
+        method = "fork" if "fork" in _CONTEXTS else "spawn"
+    if method not in _CONTEXTS:
+        raise ValueError(f"worker start method {method!r}: must be one of {', '.join(WORKER_START_METHODS)}")
+    return _CONTEXTS[method]()

@@ -8,11 +8,13 @@ import contextlib
 import errno
 import json
 import multiprocessing as mp
+import multiprocessing.util
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from safetensors.torch import load_file
 
 from skinacc.checkpoint import MANIFEST, Checkpointer, list_checkpoints
 from skinacc.rundir import DiskFullError
-from skinacc.stopping import TrainingStopped, shield_worker
+from skinacc.stopping import TrainingStopped, shield_worker, stop_signals_held, worker_context
 
 from .conftest import ACCELERATE, REPO, TINY, run_recipe, train
 
@@ -56,32 +58,121 @@ def test_shielded_worker_ignores_a_foreign_sigterm_and_obeys_its_owner():
             worker.kill()
 
 
-class _SlowImages(torch.utils.data.Dataset):
+def test_stop_signals_held_delivers_them_afterwards():
+    """The parent holds stop signals only while it starts a worker: one that arrives meanwhile reaches
+    the training process's handler when the start is done, not never."""
+    got = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    try:
+        with stop_signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            assert got == []
+        assert got == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_worker_context_names_the_start_methods_it_offers():
+    assert worker_context("spawn").get_start_method() == "spawn"
+    with pytest.raises(ValueError, match=r"'forkserver': must be one of fork, spawn"):
+        worker_context("forkserver")
+
+
+class _SlowToStart(torch.utils.data.Dataset):
+    """A small dataset whose workers take ``START_S`` to start: the window between a worker's birth and
+    the moment its shield is up, made wide on purpose. A spawned worker unpickles its dataset first
+    thing (``__setstate__`` sleeps); a forked one runs multiprocessing's after-fork hooks first (one
+    registered here sleeps). Both run before torch's worker loop and its ``worker_init_fn``."""
+
+    START_S = 0.6
+
+    def __init__(self):
+        multiprocessing.util.register_after_fork(self, _SlowToStart._slow_start)
+
+    def _slow_start(self) -> None:
+        time.sleep(self.START_S)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._slow_start()
+
     def __len__(self) -> int:
-        return 64
+        return 32
 
     def __getitem__(self, i: int) -> dict:
-        time.sleep(0.01)
+        time.sleep(0.005)
         return {"pixel_values": torch.zeros(3, 8, 8, dtype=torch.uint8), "labels": i % 2, "sample_id": i}
 
 
-def test_dataloader_workers_survive_a_sigterm_to_the_process_tree():
-    """What `accelerate launch` does on SIGTERM: it signals the training process and its loader workers
-    at once. Before the fix torch re-raised the signal in the workers and the training process died
-    with "DataLoader worker (pid ...) is killed by signal: Terminated" before it could save."""
+def _sigterm_all(workers) -> None:
+    """SIGTERM from another process (``kill``), as a launcher or scheduler signalling the tree does."""
+    subprocess.run(["kill", "-TERM", *(str(w.pid) for w in workers)], check=True)
+
+
+@pytest.mark.parametrize(
+    ("start_method", "persistent", "epochs"),
+    [("fork", True, 3), ("fork", False, 6), ("spawn", True, 1), ("spawn", False, 2)],
+)
+def test_loader_workers_survive_a_sigterm_from_their_first_instant(start_method, persistent, epochs):
+    """A SIGTERM that reaches a worker before its shield is up (at once after the iterator is made,
+    while the worker is still starting) left it to torch's default handling, which kills it: the
+    training process then died with "DataLoader worker (pid ...) is killed by signal: Terminated"
+    without its stop checkpoint. Workers now start with stop signals held, so from the moment they
+    exist only their owner's SIGTERM ends them. Signalled again mid-epoch; every epoch starts workers
+    anew when they are not persistent."""
     from skinacc.data import build_dataloader
 
-    loader = build_dataloader(_SlowImages(), 4, train=False, num_workers=2, persistent_workers=True)
-    it = iter(loader)
-    seen = len(next(it)["labels"])
-    for w in it._workers:
-        subprocess.run(["kill", "-TERM", str(w.pid)], check=True)
-    time.sleep(0.3)
-    seen += sum(len(b["labels"]) for b in it)  # raised RuntimeError before the fix
-    assert seen == 64
-    assert all(w.is_alive() for w in it._workers), "workers live on until their loader ends them"
-    it._shutdown_workers()
-    assert not any(w.is_alive() for w in it._workers)
+    loader = build_dataloader(
+        _SlowToStart(),
+        4,
+        train=False,
+        num_workers=2,
+        persistent_workers=persistent,
+        start_method=start_method,
+    )
+    for _ in range(epochs):
+        it = iter(loader)
+        _sigterm_all(it._workers)  # at once: every worker is still starting (START_S)
+        seen = 0
+        for i, batch in enumerate(it):
+            seen += len(batch["labels"])
+            if i == 3:
+                _sigterm_all(it._workers)  # and again mid-epoch
+        assert seen == 32
+        assert all(w.is_alive() for w in it._workers) == persistent
+    if persistent:
+        it._shutdown_workers()
+        assert not any(w.is_alive() for w in it._workers), "their owner still ends them"
+
+
+def test_pool_workers_survive_a_sigterm_from_their_first_instant():
+    """The decoding pool (streaming, predict) starts its workers the same way: a worker killed before
+    its shield was up was replaced silently, and one killed with a task lost that task for good (the
+    result never came)."""
+    from skinacc.data.pool import make_pool
+
+    holder = _SlowToStart()  # registers the slow after-fork start for the pool's forks
+    pool = make_pool(2)
+    try:
+        pids = [p.pid for p in pool._pool]
+        subprocess.run(["kill", "-TERM", *map(str, pids)], check=True)
+        results = [pool.apply_async(abs, (i,)) for i in range(-20, 0)]
+        assert [r.get(timeout=30) for r in results] == list(range(20, 0, -1))  # no task lost
+        assert [p.pid for p in pool._pool] == pids, "no worker died and was replaced"
+        assert all(p.is_alive() for p in pool._pool)
+        # Its owner still ends it, even a worker whose held launcher SIGTERM is still pending (the
+        # owner's SIGTERM merged into it and was lost: terminate() waited forever).
+        ended = threading.Thread(target=pool.terminate, daemon=True)
+        ended.start()
+        ended.join(30)
+        assert not ended.is_alive(), "pool.terminate() hangs on a worker that never ends"
+        assert not any(p.is_alive() for p in pool._pool)
+    finally:
+        for p in pool._pool:
+            if p.is_alive():
+                p.kill()
+    del holder
 
 
 # ----------------------------------------------------------------------------------------------------

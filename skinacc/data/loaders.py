@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from skinacc.data.transforms import ImageTransform
-from skinacc.stopping import worker_shield
+from skinacc.stopping import worker_context, worker_shield
 
 __all__ = [
     "BalancedSampler",
@@ -130,6 +130,7 @@ def build_dataloader(
     seed: int = 0,
     drop_last: bool | None = None,
     sampler: Sampler | None = None,
+    start_method: str | None = None,
 ) -> DataLoader:
     """A DataLoader over a transformed ``datasets.Dataset``.
 
@@ -144,12 +145,22 @@ def build_dataloader(
         seed: Seeds the shuffle generator (accelerate's seedable sampler adds the epoch).
         drop_last: Override the default (True for training when the split exceeds one batch).
         sampler: Draw the order from this sampler (e.g. :class:`BalancedSampler`) instead of shuffling.
+        start_method: How workers start, ``"fork"`` or ``"spawn"`` (default: fork where the platform
+            has it). Either way they are shielded from stop signals from their first instant
+            (:func:`skinacc.stopping.worker_context`).
     """
     gen = torch.Generator()
     gen.manual_seed(seed)
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
-        kwargs.update(persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
+        kwargs.update(
+            persistent_workers=persistent_workers,
+            prefetch_factor=prefetch_factor,
+            # Workers are born with stop signals held until their shield (worker_init_fn) is up.
+            multiprocessing_context=worker_context(start_method),
+            # Workers leave stop signals to the training process (a launcher signals the whole tree).
+            worker_init_fn=worker_shield(),
+        )
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -161,7 +172,5 @@ def build_dataloader(
         drop_last=(train and len(dataset) > batch_size) if drop_last is None else drop_last,
         collate_fn=collate_skin,
         generator=gen,
-        # Workers leave stop signals to the training process (a launcher signals the whole tree).
-        worker_init_fn=worker_shield() if num_workers > 0 else None,
         **kwargs,
     )

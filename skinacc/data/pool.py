@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from skinacc.data.transforms import ImageTransform
-from skinacc.stopping import shield_worker
+from skinacc.stopping import shield_worker, worker_context
 
 __all__ = ["make_pool", "ordered_map", "worker_transform"]
 
@@ -62,9 +62,10 @@ def make_pool(workers: int, transform: ImageTransform | None = None):
     """A process pool for decoding (forked, like DataLoader workers on Linux), each worker holding
     ``transform`` when given."""
     import atexit
-    import multiprocessing as mp
 
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    # Workers are born with stop signals held until their initializer's shield is up (also the ones
+    # the pool starts later in place of a dead worker).
+    ctx = worker_context()
     owner = os.getpid()
     if transform is None:
         pool = ctx.Pool(workers, initializer=_worker_init, initargs=(owner,))
