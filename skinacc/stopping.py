@@ -212,8 +212,10 @@ def worker_shield() -> Callable[..., None]:
 
 @contextlib.contextmanager
 def stop_signals_held():
-    """Hold SIGTERM and SIGINT in this thread for the block: one that arrives meanwhile is delivered
-    when the block ends (nothing is lost), and a process started inside is born with both blocked.
+    """Hold SIGTERM and SIGINT in this thread for the block: one sent to this thread meanwhile is
+    delivered when the block ends (nothing is lost; one sent to the whole process may be taken by
+    another thread), and a process started inside is born with both blocked (a child inherits the
+    mask of the thread that starts it).
 
     Keep the block short: it is for starting processes (see :func:`worker_context`).
     """
