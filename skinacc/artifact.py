@@ -190,10 +190,13 @@ def load_model(spec: str, device: str | torch.device = "cpu") -> LoadedModel:
         FileNotFoundError: A local path that holds no model.
     """
     name = resolve_model_spec(spec)
-    if name.startswith("local-dir:") and is_ensemble(name[len("local-dir:") :]):
-        return load_ensemble(name[len("local-dir:") :], device)
-    if name.startswith("hf-hub:") and (folder := _hub_ensemble(name[len("hf-hub:") :])) is not None:
-        return load_ensemble(folder, device)
+    folder = name[len("local-dir:") :] if name.startswith("local-dir:") else None
+    if name.startswith("hf-hub:"):
+        folder = _hub_ensemble(name[len("hf-hub:") :])
+    if folder is not None and is_ensemble(folder):
+        model, first, decision = load_ensemble(folder, lambda member: load_model(member, device))
+        return LoadedModel(model.to(device).eval(), first.label_names, first.data_cfg, tta=first.tta,
+                           temperature=1.0, decision=DecisionRules.from_dict(decision))  # fmt: skip
     model = timm.create_model(name, pretrained=True)
     settings = _inference_settings(name)
     cfg = model.pretrained_cfg

@@ -16,7 +16,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["TTA_MODES", "TTA_VIEWS", "calibrate", "fit_temperature", "nll", "probs_from_logits", "tta_views"]
+__all__ = [
+    "TTA_MODES",
+    "TTA_VIEWS",
+    "calibrate",
+    "fit_temperature",
+    "nll",
+    "probs_from_logits",
+    "tta_views",
+    "view_disagreement_of",
+]
 
 #: Number of views each TTA mode averages.
 TTA_VIEWS = {"none": 1, "flip": 2, "dihedral": 8}
@@ -48,6 +57,17 @@ def probs_from_logits(logits: np.ndarray | torch.Tensor, temperature: float = 1.
     if z.ndim == 2:
         z = z[:, None, :]
     return (z / temperature).softmax(-1).mean(1).numpy()
+
+
+def view_disagreement_of(logits: np.ndarray | torch.Tensor, temperature: float = 1.0) -> np.ndarray | None:
+    """Per image, the share of test-time-augmentation views ``(N, V, C)`` whose top class (softmax at
+    ``temperature``) differs from the top class of the views' average; None with one view."""
+    from skinacc.clinical.selective import view_disagreement
+
+    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    if z.ndim != 3 or z.shape[1] < 2:
+        return None
+    return view_disagreement((z / temperature).softmax(-1).numpy())
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:

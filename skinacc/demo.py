@@ -24,7 +24,6 @@ import torch
 
 from skinacc.artifact import LoadedModel
 from skinacc.clinical.decision import DISCLAIMER
-from skinacc.clinical.selective import view_disagreement
 from skinacc.data.images import open_image
 from skinacc.inference import preprocess
 from skinacc.model_card import read_model_card
@@ -174,8 +173,7 @@ class ImageClassifier:
         probs = self.predictor.probs(z)[0]
         decision = None
         if self.loaded.decision:  # the model's rules, chosen on validation (skinacc.clinical.decision)
-            views = self.predictor.probs(z.reshape(-1, z.shape[-1])).reshape(z.shape)
-            disagreement = view_disagreement(views) if z.shape[1] > 1 else None
+            disagreement = self.predictor.disagreement(z)
             decision = self.loaded.decision.decide(probs[None], self.labels, disagreement)[0]
         order = np.argsort(-probs)[: self.top_k]
         top = [(self.labels[i], float(probs[i])) for i in order]

@@ -176,16 +176,21 @@ def _check_members(configs: list[dict[str, Any]], where: list[str]) -> None:
             )
 
 
-def load_ensemble(folder: str | os.PathLike, device: str | torch.device = "cpu"):
-    """An ensemble folder as a :class:`skinacc.artifact.LoadedModel` (model: an :class:`EnsembleModel`,
-    temperature 1: the members' own temperatures are inside it).
+def load_ensemble(
+    folder: str | os.PathLike, load_member: Callable[[str], Any]
+) -> tuple[EnsembleModel, Any, dict]:
+    """An ensemble folder's members as one :class:`EnsembleModel` (at temperature 1: the members' own
+    temperatures are inside it). :func:`skinacc.artifact.load_model` makes it a ``LoadedModel``.
+
+    Args:
+        load_member: Loads one member folder (``local-dir:<path>``) as a ``LoadedModel``.
+
+    Returns:
+        ``(model, the first member, the stored decision rules as a dict or None)``.
 
     Raises:
         ValueError: Not an ensemble folder of this format, or members that disagree.
     """
-    from skinacc.artifact import LoadedModel, load_model
-    from skinacc.clinical.decision import DecisionRules
-
     folder = Path(folder)
     spec = json.loads((folder / ENSEMBLE_FILE).read_text())
     if spec.get("format") != FORMAT or spec.get("version") != 1:
@@ -196,13 +201,11 @@ def load_ensemble(folder: str | os.PathLike, device: str | torch.device = "cpu")
         [json.loads((folder / e["path"] / "config.json").read_text()) for e in entries],
         [str(folder / e["path"]) for e in entries],
     )
-    members = [load_model(f"local-dir:{folder / e['path']}", device) for e in entries]
+    members = [load_member(f"local-dir:{folder / e['path']}") for e in entries]
     model = EnsembleModel(
         [m.model for m in members], [m.temperature for m in members], [e["weight"] for e in entries]
     )
-    first = members[0]
-    return LoadedModel(model.to(device).eval(), first.label_names, first.data_cfg, tta=first.tta,
-                       temperature=1.0, decision=DecisionRules.from_dict(spec.get("decision")))  # fmt: skip
+    return model, members[0], spec.get("decision")
 
 
 def soup_state_dict(

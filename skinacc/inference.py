@@ -158,7 +158,6 @@ def iter_probs(
         those that decoded (in order), the share of TTA views disagreeing with the average (None without
         TTA), and ``{index in chunk: reason}`` for those that did not.
     """
-    from skinacc.clinical.selective import view_disagreement
     from skinacc.data.pool import ordered_map
 
     def chunks() -> Iterator[tuple[list[str], DataConfig]]:
@@ -187,8 +186,7 @@ def iter_probs(
                 z = predictor.logits(x).cpu()
             probs = predictor.probs(z)
             n_classes = probs.shape[1]
-            views = predictor.probs(z.reshape(-1, z.shape[-1])).reshape(z.shape) if z.shape[1] > 1 else None
-            yield chunk, probs, None if views is None else view_disagreement(views), bad
+            yield chunk, probs, predictor.disagreement(z), bad
         else:
             yield chunk, np.zeros((0, n_classes or 0)), None, bad
 

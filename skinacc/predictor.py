@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from skinacc.calibration import probs_from_logits, tta_views
+from skinacc.calibration import probs_from_logits, tta_views, view_disagreement_of
 from skinacc.data.data_config import DataConfig
 from skinacc.data.transforms import BatchNormalizer
 
@@ -97,6 +97,13 @@ class Predictor:
         if isinstance(logits, torch.Tensor):
             logits = logits.detach().float().cpu()
         return probs_from_logits(logits, self.temperature)
+
+    def disagreement(self, logits: torch.Tensor | np.ndarray) -> np.ndarray | None:
+        """Per image of :meth:`logits`, the share of views whose top class differs from the averaged
+        prediction's (the ``tta_disagreement`` uncertainty); None with one view."""
+        if isinstance(logits, torch.Tensor):
+            logits = logits.detach().float().cpu()
+        return view_disagreement_of(logits, self.temperature)
 
     @torch.no_grad()
     def __call__(self, pixels: torch.Tensor) -> np.ndarray:

@@ -273,23 +273,19 @@ def log_artifact(
 def log_run_end(
     accelerator,
     out: str | os.PathLike,
-    metrics: dict[str, Any],
     summary: dict[str, Any],
     artifact: str | None,
 ) -> None:
     """What a training run sends to W&B at its end (main process; no-op without a W&B run): the
-    training curves and test plots as images, the test evaluation's tables, and the best model as a
-    ``model`` artifact named ``<artifact>-<W&B run id>`` (one per run, so runs of one set-up never
-    overwrite each other's ``best``; None: not logged) with ``summary`` as its metadata."""
+    training curves as an image and the best model as a ``model`` artifact named
+    ``<artifact>-<W&B run id>`` (one per run, so runs of one set-up never overwrite each other's
+    ``best``; None: not logged) with ``summary`` as its metadata. The test's figures and tables were
+    logged by its report (:func:`skinacc.evaluation.report`)."""
     run = wandb_run(accelerator)
     if run is None:
         return
     out = Path(out)
-    images = {"plots/training_curves": out / "training_curves.png"}
-    images |= {f"plots/test_{p.stem}": p for p in sorted((out / "eval_test").glob("*.png"))}
-    log_images(run, images)
-    if metrics:
-        log_evaluation(run, metrics, "test")
+    log_images(run, {"plots/training_curves": out / "training_curves.png"})
     if artifact and (out / "best").is_dir():
         log_artifact(run, out / "best", f"{artifact}-{run.id}", "model", metadata=summary, aliases=["best"])
 

@@ -332,7 +332,7 @@ def _signal_on(calls: list, when) -> callable:
 @pytest.mark.parametrize("where", ["validation", "final test"])
 def test_a_stop_during_validation_or_the_final_test_resumes_exactly(tmp_path, monkeypatch, capsys, where):
     """A TrainingRun in this process, the SIGTERM sent to the process itself."""
-    import skinacc.evaluation
+    import skinacc.evaluation.loop
     import skinacc.run.training
 
     args = [*TINY, "--epochs", "2", "--early_stopping_patience", "0", "--calibrate"]
@@ -342,7 +342,7 @@ def test_a_stop_during_validation_or_the_final_test_resumes_exactly(tmp_path, mo
 
     calls: list = []
     # Validation is the run's call of evaluate; the calibration and test, calibrate_and_test's.
-    module = skinacc.run.training if where == "validation" else skinacc.evaluation
+    module = skinacc.run.training if where == "validation" else skinacc.evaluation.loop
     if where == "validation":  # the second epoch's validation
         hook = _signal_on(calls, lambda c: c.count("validate") == 2 and c[-1] == "validate")
     else:  # the final test, after the calibration on validation

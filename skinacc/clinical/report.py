@@ -33,6 +33,7 @@ from skinacc.clinical.weighted import (
     rates_at,
     roc,
 )
+from skinacc.metrics.report import HEADLINE
 from skinacc.rundir import atomic_write, write_json
 
 __all__ = [
@@ -196,7 +197,7 @@ def clinical_evaluation(
             "images": n,
             "seconds": round(seconds, 3),
         },
-        "headline": {k: d(k) for k in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "ece")},
+        "headline": {k: d(k) for k in HEADLINE},
         "per_class_recall": {
             name: iv.as_dict() | {"support": int((x.labels == i).sum())}
             for i, (name, iv) in enumerate(zip(x.class_names, ci["recall"]))  # type: ignore[arg-type]

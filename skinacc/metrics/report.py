@@ -18,11 +18,17 @@ from skinacc.metrics.functional import compute_all
 from skinacc.rundir import atomic_write, write_json
 
 __all__ = [
+    "HEADLINE",
     "format_metrics_table",
     "read_predictions",
     "scalar_metrics",
     "write_evaluation",
 ]
+
+
+#: The headline metrics: what training logs and selects on every epoch, a cross-validation reports per
+#: fold and the clinical evaluation gives CIs for.
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "ece")
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:

@@ -38,13 +38,15 @@ from skinacc.config import (
     read_run_config,
 )
 from skinacc.ensemble import ENSEMBLE_DIR
+from skinacc.evaluation import Predictions
+from skinacc.metrics.report import HEADLINE
 from skinacc.run.cv_models import write_cv_ensemble
 from skinacc.run.oof import OOF_FILE, read_out_of_fold
 
 __all__ = ["cv_report", "fold_dir", "run_cross_validation"]
 
 #: The per-fold figures of the report (from each fold's eval_validation/metrics.json).
-FOLD_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "ece")
+FOLD_METRICS = HEADLINE
 
 
 def fold_dir(output_dir: str | Path, fold: int) -> Path:
@@ -125,17 +127,55 @@ def cv_report(
     Raises:
         ValueError: A fold is missing, or an image is predicted by two folds.
     """
-    from skinacc.clinical import (
-        ClinicalInputs,
-        clinical_evaluation,
-        clinical_summary,
-        resolve_label_groups,
-        write_clinical,
-    )
-    from skinacc.metrics.report import format_metrics_table, scalar_metrics, write_evaluation
-    from skinacc.plots import plot_evaluation
+    from skinacc.calibration import fit_temperature
+    from skinacc.evaluation import report
+    from skinacc.metrics.report import scalar_metrics
     from skinacc.rundir import CV_REPORT, write_json
 
+    parts, per_fold, tta = _read_folds(out, folds)
+    oof = _join(parts, group_column)
+    summary = {
+        f: {
+            "mean": float(np.mean([r[f] for r in per_fold])),
+            "sd": float(np.std([r[f] for r in per_fold], ddof=1)),
+        }
+        for f in FOLD_METRICS
+    }
+    epochs = [r["model_epoch"] for r in per_fold if r["model_epoch"]]
+    oof_temperature = None
+    if all("logits" in p for p in parts):
+        # The temperature of a model that has no validation split left (a --final_fit, a soup): fitted on
+        # the pooled out-of-fold logits, each image predicted by a model that never trained on it.
+        oof_temperature = fit_temperature(np.concatenate([p["logits"] for p in parts]),
+                                          np.concatenate([p["label"] for p in parts]))  # fmt: skip
+    lines = [
+        f"== {folds}-fold cross-validation: {len(oof)} images, each predicted once by the fold that held it out =="
+    ]
+    for r in per_fold:
+        lines.append(f"  fold {r['fold']}: {r['images']} images, balanced accuracy {r['balanced_accuracy']:.4f}, "
+                     f"accuracy {r['accuracy']:.4f} (model of epoch {r['model_epoch']})")  # fmt: skip
+    for f, v in summary.items():
+        lines.append(f"  {f:<20s} {v['mean']:.4f} ± {v['sd']:.4f} over folds")
+    print("\n".join(lines))
+    extra = {"split": f"out-of-fold ({folds} folds)", "folds": folds}
+    result = report(oof, out / "oof", extra=extra, title="out-of-fold predictions", clinical=clinical)
+    cv = {
+        "folds": folds, "images": len(oof), "per_fold": per_fold, "fold_mean_sd": summary,
+        "out_of_fold": scalar_metrics(result.metrics), "out_of_fold_ci": result.clinical["headline"],
+        "ci_unit": result.clinical["bootstrap"]["unit"], "model_epochs": epochs,
+        "final_fit_epochs": int(np.median(epochs)) if epochs else None,
+        "oof_temperature": oof_temperature, "tta": tta,
+    }  # fmt: skip
+    write_json(out / CV_REPORT, cv)
+    if oof_temperature is not None:
+        print(f"  temperature fitted on the out-of-fold predictions (tta {tta}): {oof_temperature:.4f}")
+    folder = write_cv_ensemble(out, folds, cv)
+    print(f"wrote {out / CV_REPORT}, {out / 'oof'}/ and the {folds} fold models as one ensemble, {folder}/")
+    return cv
+
+
+def _read_folds(out: Path, folds: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """Every fold's out-of-fold file, its figures for the report, and the folds' one TTA."""
     parts, per_fold, ttas = [], [], set()
     for k in range(folds):
         d = fold_dir(out, k)
@@ -151,74 +191,35 @@ def cv_report(
                          **{f: m[f] for f in FOLD_METRICS}})  # fmt: skip
     if len(ttas) > 1:
         raise ValueError(f"the folds were trained with different --tta ({sorted(ttas)}): run them alike")
-    tta = ttas.pop()
-    names = parts[0]["class_names"]
-    if any(p["class_names"] != names for p in parts):
+    if any(p["class_names"] != parts[0]["class_names"] for p in parts):
         raise ValueError("the folds' models have different classes: were they trained on the same data?")
-    cat = {
-        k: np.concatenate([p[k] for p in parts])
-        for k in ("sample_id", "label", "probs", "path", "group", "fold")
-    }
+    return parts, per_fold, ttas.pop()
+
+
+def _join(parts: list[dict[str, Any]], group_column: str | None) -> Predictions:
+    """The folds' held-out predictions as one record, in ``sample_id`` order.
+
+    Raises:
+        ValueError: An image is predicted by two folds.
+    """
+    from skinacc.calibration import view_disagreement_of
+
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in ("sample_id", "label", "probs", "path", "group")}
+    columns = set.intersection(*(set(p["metadata"]) for p in parts))
+    cat |= {f"meta:{c}": np.concatenate([p["metadata"][c] for p in parts]) for c in columns}
+    views = [
+        view_disagreement_of(p["logits"], float(p["temperature"])) if "logits" in p else None for p in parts
+    ]
+    if all(v is not None for v in views):  # every fold predicted several TTA views
+        cat["disagreement"] = np.concatenate(views)
     ids, counts = np.unique(cat["sample_id"], return_counts=True)
     if (counts > 1).any():
         raise ValueError(f"{int((counts > 1).sum())} images were held out by more than one fold")
     order = np.argsort(cat["sample_id"])
     cat = {k: v[order] for k, v in cat.items()}
-    oof_dir = out / "oof"
-    extra = {"split": f"out-of-fold ({folds} folds)", "folds": folds}
-    metrics = write_evaluation(oof_dir, cat["label"], cat["probs"], names, list(cat["path"]), extra)
-    plot_evaluation(oof_dir, cat["label"], cat["probs"], names, metrics)
     groups = cat["group"] if group_column and (cat["group"] != "").any() else None
-    x = ClinicalInputs(cat["label"], cat["probs"], names, groups, group_column if groups is not None else None,
-                       resolve_label_groups(clinical.label_groups, names))  # fmt: skip
-    clinical_report = clinical_evaluation(
-        x, n_boot=clinical.bootstrap, level=clinical.ci_level, seed=clinical.bootstrap_seed,
-        pauc_min_tpr=clinical.pauc_min_tpr, report_coverage=clinical.report_coverage,
+    return Predictions(
+        parts[0]["class_names"], cat["label"], cat["probs"], cat["sample_id"], list(cat["path"]),
+        disagreement=cat.get("disagreement"), groups=groups, group_by=group_column if groups is not None else None,
+        metadata={c: list(cat[f"meta:{c}"]) for c in columns},
     )  # fmt: skip
-    write_clinical(oof_dir, clinical_report)
-    summary = {
-        f: {
-            "mean": float(np.mean([r[f] for r in per_fold])),
-            "sd": float(np.std([r[f] for r in per_fold], ddof=1)),
-        }
-        for f in FOLD_METRICS
-    }
-    epochs = [r["model_epoch"] for r in per_fold if r["model_epoch"]]
-    oof_temperature = None
-    if all("logits" in p for p in parts):
-        # The temperature of a model that has no validation split left (a --final_fit, a soup): fitted on
-        # the pooled out-of-fold logits, each image predicted by a model that never trained on it.
-        from skinacc.calibration import fit_temperature
-
-        oof_temperature = fit_temperature(np.concatenate([p["logits"] for p in parts]),
-                                          np.concatenate([p["label"] for p in parts]))  # fmt: skip
-    report = {
-        "folds": folds,
-        "images": int(len(ids)),
-        "per_fold": per_fold,
-        "fold_mean_sd": summary,
-        "out_of_fold": scalar_metrics(metrics),
-        "out_of_fold_ci": clinical_report["headline"],
-        "ci_unit": clinical_report["bootstrap"]["unit"],
-        "model_epochs": epochs,
-        "final_fit_epochs": int(np.median(epochs)) if epochs else None,
-        "oof_temperature": oof_temperature,
-        "tta": tta,
-    }
-    write_json(out / CV_REPORT, report)
-    lines = [
-        f"== {folds}-fold cross-validation: {len(ids)} images, each predicted once by the fold that held it out =="
-    ]
-    for r in per_fold:
-        lines.append(f"  fold {r['fold']}: {r['images']} images, balanced accuracy {r['balanced_accuracy']:.4f}, "
-                     f"accuracy {r['accuracy']:.4f} (model of epoch {r['model_epoch']})")  # fmt: skip
-    for f, v in summary.items():
-        lines.append(f"  {f:<20s} {v['mean']:.4f} ± {v['sd']:.4f} over folds")
-    print("\n".join(lines))
-    print(format_metrics_table(metrics, "out-of-fold predictions"))
-    print(clinical_summary(clinical_report))
-    if oof_temperature is not None:
-        print(f"  temperature fitted on the out-of-fold predictions (tta {tta}): {oof_temperature:.4f}")
-    folder = write_cv_ensemble(out, folds, report)
-    print(f"wrote {out / CV_REPORT}, {oof_dir}/ and the {folds} fold models as one ensemble, {folder}/")
-    return report

@@ -15,7 +15,7 @@ import numpy as np
 from accelerate.utils import broadcast_object_list
 
 from skinacc.artifact import LoadedModel, load_model, resolve_model_spec
-from skinacc.clinical import DecisionRules, uncertainty, view_disagreement, write_clinical
+from skinacc.clinical import DecisionRules, uncertainty, write_clinical
 from skinacc.clinical.shift import ood_separation
 from skinacc.config import DataArguments, LoggingArguments, read_run_config
 from skinacc.config.clinical import ClinicalArguments
@@ -24,13 +24,11 @@ from skinacc.console import setup_logging
 from skinacc.data import default_num_workers, load_data
 from skinacc.data.plan import build_eval_plan
 from skinacc.ensemble import ENSEMBLE_DIR, ENSEMBLE_FILE, is_ensemble
-from skinacc.evaluation import PredictionLog, evaluate, stress_test
+from skinacc.evaluation import PredictionLog, Predictions, evaluate, report, stress_test
 from skinacc.inference import collect_images, iter_probs
-from skinacc.metrics.report import format_metrics_table, scalar_metrics, write_evaluation
-from skinacc.plots.evaluation import plot_evaluation
 from skinacc.predictor import Predictor, set_memory_format
-from skinacc.run.clinical import choose_rules, clinical_scalars, report_clinical, store_rules, wants_rules
-from skinacc.tracking import log_evaluation, log_images, start_tracking, wandb_run
+from skinacc.run.clinical import choose_rules, store_rules, wants_rules
+from skinacc.tracking import log_images, start_tracking, wandb_run
 
 __all__ = ["PARTIAL", "evaluate_model", "model_run_config", "run_data_options"]
 
@@ -85,145 +83,128 @@ def evaluate_model(
         from accelerate import Accelerator
 
         accelerator = Accelerator(log_with=None if log_args.report_to == "none" else log_args.report_to)
-    split_name = args.split or ("all" if external else "test")
     # Logs and warnings once per job (main process); progress bars off with --disable_tqdm/TQDM_DISABLE.
     setup_logging(accelerator.is_main_process, log_args.disable_tqdm)
-    run_dir = Path(args.model)
-    source = data_args.data_dir or data_args.dataset_name
-    tag = Path(source).name if external and split_name == "all" else split_name
-    out = Path(args.output_dir or (run_dir / f"eval_{tag}" if run_dir.is_dir() else f"outputs/eval_{tag}"))
-
-    loaded = _at_requested_size(load_model(args.model), data_args, accelerator)
-    if data_args.streaming and args.explain:
-        raise ValueError("--explain reads chosen images back by row, which a stream cannot: drop --streaming")
-    with accelerator.main_process_first():
-        data = load_data(data_args, known_classes=loaded.label_names)
-    to_model = _model_columns(data, loaded.label_names, data_args, args.model)
-    tta, temperature = args.tta or loaded.tta, args.temperature or loaded.temperature
-
-    # Results go to disk batch by batch (flat memory); --resume skips the images already there.
-    log = PredictionLog(out / PARTIAL, len(loaded.label_names))
-    settings = {
-        "model": str(args.model),
-        "split": split_name,
-        "source": str(source),
-        "tta": tta,
-        "temperature": temperature,
-        "image_size": loaded.data_cfg.image_size,
-        "resize_size": loaded.data_cfg.resize_size,
-        "format": 2,
-    }
-    done = log.start(settings, args.resume) if accelerator.is_main_process else None
-    done = set(broadcast_object_list([None if done is None else done.tolist()])[0])
-    if done:
-        accelerator.print(f"--resume: {len(done)} images already evaluated in {log.path}")
-    workers = default_num_workers(data_args.num_workers, accelerator.num_processes)
-    plan = build_eval_plan(
-        accelerator,
-        data,
-        split_name,
-        loaded.data_cfg,
-        args.batch_size,
-        workers,
-        skip=done,
-        pin_memory=data_args.pin_memory,
-    )
-    if args.channels_last:
-        set_memory_format(loaded.model, True)  # in place, as training's --channels_last
-    model = accelerator.prepare(loaded.model)
-    config = {"eval": vars(args), "data": vars(data_args), "label_names": loaded.label_names}
-    start_tracking(
-        accelerator, log_args, config, out, "eval", f"eval-{Path(args.model).name}-{tag}", tags=["eval", tag]
-    )
-    predictor = Predictor(
-        model,
-        loaded.data_cfg,
-        tta=tta,
-        temperature=temperature,
-        device=accelerator.device,
-        channels_last=args.channels_last,
-        autocast=accelerator.autocast,
-    )
-
-    def write(z: np.ndarray, y: np.ndarray, ids: np.ndarray) -> None:
-        if accelerator.is_main_process:
-            views = predictor.probs(z.reshape(-1, z.shape[-1])).reshape(z.shape) if z.shape[1] > 1 else None
-            log.append(ids, y, predictor.probs(z), None if views is None else view_disagreement(views))
-
+    job = _Evaluation(args, data_args, accelerator, external)
+    job.start(log_args)
     rules = _decision_rules(
-        args, clinical, loaded, data, to_model, predictor, accelerator, workers, data_args
+        args, clinical, job.loaded, job.data, job.to_model, job.predictor, accelerator, job.workers, data_args
     )
-    images_per_sec = 0.0
-    if plan.size:
-        images_per_sec = evaluate(
-            accelerator, predictor, plan.loader, desc=tag, on_batch=write, keep=False
-        ).images_per_sec
-    flips = stress_test(accelerator, predictor, plan.loader) if args.stress and plan.size else None
-    metrics = {}
-    if accelerator.is_main_process:
-        rec = log.records()
-        sample_ids, data_labels, probs = (
-            rec["sample_id"].copy(),
-            rec["label"].copy(),
-            rec["probs"].astype(np.float64),
-        )
-        disagreement = rec["disagreement"].astype(np.float64) if tta != "none" else None
-        labels = to_model[data_labels]
-        extra = {
-            "model": args.model,
-            "split": split_name,
-            "tta": tta,
-            "temperature": temperature,
-            "image_size": loaded.data_cfg.image_size,
-            "resize_size": loaded.data_cfg.resize_size,
-            "data_source": data.report.source + (f" ({data.report.root})" if data.report.root else ""),
-            "classes_in_data": data.class_names,
-            "images_per_sec": images_per_sec,
-            "num_processes": accelerator.num_processes,
-        }
-        metrics = write_evaluation(out, labels, probs, loaded.label_names, plan.paths(sample_ids), extra)
-        figures = plot_evaluation(out, labels, probs, loaded.label_names, metrics)
-        title = f"{args.model} on {tag}, tta {tta}, temperature {temperature:.3f}"
-        _report(accelerator, metrics, figures, out, tag, title, loaded.label_names, data.class_names)
-        report = report_clinical(
-            out,
-            clinical,
-            labels=labels,
-            probs=probs,
-            class_names=loaded.label_names,
-            rules=rules,
-            table=plan.table,
-            sample_ids=sample_ids,
-            streaming=plan.streaming,
-            group_column=data_args.group_column,
-            metadata_file=data_args.metadata_file,
-            root=data.report.root,
-            disagreement=disagreement,
-            accelerator=accelerator,
-            tag=tag,
-        )
-        score = rules.abstention.score if rules.abstention else clinical.abstain_score
-        shift = _shift(args, predictor, workers, uncertainty(probs, score, disagreement), score, flips)
-        if shift:
-            report["shift"] = shift
-            write_clinical(out, report)
-        metrics |= {k: v for k, v in clinical_scalars(report).items()}
-        log.remove()  # the results are in predictions.csv, metrics.json, clinical.json and the figures now
-        if args.explain:
-            _explain(
-                args,
-                accelerator.unwrap_model(model),
-                loaded,
-                temperature,
-                plan,
-                sample_ids,
-                labels,
-                probs,
-                out,
-                accelerator,
-            )
+    images_per_sec = job.predict()
+    flips = (
+        stress_test(accelerator, job.predictor, job.plan.loader) if args.stress and job.plan.size else None
+    )
+    scalars = job.write(clinical, rules, images_per_sec, flips) if accelerator.is_main_process else {}
     accelerator.end_training()
-    return scalar_metrics(metrics)
+    return scalars
+
+
+class _Evaluation:
+    """One ``evaluate`` job: the model at its size, the data matched to its classes, the plan of what
+    is left to predict (``--resume``) and the predictions written to disk as they come."""
+
+    def __init__(self, args: EvalArguments, data_args: DataArguments, accelerator, external: bool):
+        self.args, self.data_args, self.accelerator = args, data_args, accelerator
+        self.split = args.split or ("all" if external else "test")
+        run_dir = Path(args.model)
+        self.source = data_args.data_dir or data_args.dataset_name
+        self.tag = Path(self.source).name if external and self.split == "all" else self.split
+        default_out = run_dir / f"eval_{self.tag}" if run_dir.is_dir() else f"outputs/eval_{self.tag}"
+        self.out = Path(args.output_dir or default_out)
+        self.loaded = _at_requested_size(load_model(args.model), data_args, accelerator)
+        if data_args.streaming and args.explain:
+            raise ValueError(
+                "--explain reads chosen images back by row, which a stream cannot: drop --streaming"
+            )
+        with accelerator.main_process_first():
+            self.data = load_data(data_args, known_classes=self.loaded.label_names)
+        self.to_model = _model_columns(self.data, self.loaded.label_names, data_args, args.model)
+        self.tta = args.tta or self.loaded.tta
+        self.temperature = args.temperature or self.loaded.temperature
+        self.workers = default_num_workers(data_args.num_workers, accelerator.num_processes)
+
+    def start(self, log_args: LoggingArguments) -> None:
+        """Open the prediction log (continued with ``--resume``), plan the images left, prepare the
+        model and start tracking."""
+        args, acc, cfg = self.args, self.accelerator, self.loaded.data_cfg
+        # Results go to disk batch by batch (flat memory); --resume skips the images already there.
+        self.log = PredictionLog(self.out / PARTIAL, len(self.loaded.label_names))
+        settings = {"model": str(args.model), "split": self.split, "source": str(self.source), "tta": self.tta,
+                    "temperature": self.temperature, "image_size": cfg.image_size,
+                    "resize_size": cfg.resize_size, "format": 2}  # fmt: skip
+        done = self.log.start(settings, args.resume) if acc.is_main_process else None
+        done = set(broadcast_object_list([None if done is None else done.tolist()])[0])
+        if done:
+            acc.print(f"--resume: {len(done)} images already evaluated in {self.log.path}")
+        self.plan = build_eval_plan(acc, self.data, self.split, cfg, args.batch_size, self.workers, skip=done,
+                                    pin_memory=self.data_args.pin_memory)  # fmt: skip
+        if args.channels_last:
+            set_memory_format(self.loaded.model, True)  # in place, as training's --channels_last
+        self.model = acc.prepare(self.loaded.model)
+        config = {"eval": vars(args), "data": vars(self.data_args), "label_names": self.loaded.label_names}
+        name = f"eval-{Path(args.model).name}-{self.tag}"
+        start_tracking(acc, log_args, config, self.out, "eval", name, tags=["eval", self.tag])
+        self.predictor = Predictor(self.model, cfg, tta=self.tta, temperature=self.temperature,
+                                   device=acc.device, channels_last=args.channels_last,
+                                   autocast=acc.autocast)  # fmt: skip
+
+    def predict(self) -> float:
+        """Predict the planned images into the log; images per second."""
+        if not self.plan.size:
+            return 0.0
+        acc, predictor = self.accelerator, self.predictor
+
+        def write(z: np.ndarray, y: np.ndarray, ids: np.ndarray) -> None:
+            if acc.is_main_process:
+                self.log.append(ids, y, predictor.probs(z), predictor.disagreement(z))
+
+        return evaluate(
+            acc, predictor, self.plan.loader, desc=self.tag, on_batch=write, keep=False
+        ).images_per_sec
+
+    def predictions(self, columns) -> Predictions:
+        """Everything in the log (this run's and a resumed one's) as a record, in the model's classes."""
+        rec = self.log.records()
+        ids = rec["sample_id"].copy()
+        return Predictions.from_table(
+            self.plan.table,
+            class_names=self.loaded.label_names,
+            labels=self.to_model[rec["label"]],
+            probs=rec["probs"].astype(np.float64),
+            sample_ids=ids,
+            paths=self.plan.paths(ids),
+            disagreement=rec["disagreement"].astype(np.float64) if self.tta != "none" else None,
+            group_column=self.data_args.group_column,
+            columns=columns,
+            streaming=self.plan.streaming,
+            metadata_file=self.data_args.metadata_file,
+            root=self.data.report.root,
+        )
+
+    def write(self, clinical, rules: DecisionRules, images_per_sec: float, flips) -> dict[str, float]:
+        """The report, the shift analyses and the ``--explain`` grids (main process); the scalars."""
+        args, data, cfg, out = self.args, self.data, self.loaded.data_cfg, self.out
+        pred = self.predictions(clinical.subgroup_columns)
+        extra = {"model": args.model, "split": self.split, "tta": self.tta, "temperature": self.temperature,
+                 "image_size": cfg.image_size, "resize_size": cfg.resize_size,
+                 "data_source": data.report.source + (f" ({data.report.root})" if data.report.root else ""),
+                 "classes_in_data": data.class_names, "images_per_sec": images_per_sec,
+                 "num_processes": self.accelerator.num_processes}  # fmt: skip
+        title = f"{args.model} on {self.tag}, tta {self.tta}, temperature {self.temperature:.3f}"
+        result = report(pred, out, extra=extra, title=title, clinical=clinical, rules=rules,
+                        accelerator=self.accelerator, tag=self.tag)  # fmt: skip
+        print(f"wrote {out}/metrics.json, per_class.csv, predictions.csv, clinical.json and plots")
+        score = result.clinical["selective"]["score"]
+        unc = uncertainty(pred.probs, score, pred.disagreement)
+        shift = _shift(args, self.predictor, self.workers, unc, score, flips)
+        if shift:
+            result.clinical["shift"] = shift
+            write_clinical(out, result.clinical)
+        self.log.remove()  # the results are in predictions.csv, metrics.json, clinical.json and the figures now
+        if args.explain:
+            _explain(args, self.accelerator.unwrap_model(self.model), self.loaded, self.temperature, self.plan,
+                     pred.sample_ids, pred.labels, pred.probs, out, self.accelerator)  # fmt: skip
+        return result.scalars()
 
 
 def _decision_rules(
@@ -328,23 +309,6 @@ def _model_columns(data, label_names: list[str], data_args: DataArguments, model
             "rename or remove those class folders"
         )
     return np.array([label_names.index(c) for c in data.class_names])
-
-
-def _report(
-    accelerator, metrics, figures, out: Path, tag: str, title: str, label_names, classes_in_data
-) -> None:
-    """Print the metrics table and send them, with the figures, to the tracker (main process)."""
-    missing = [c for c in label_names if c not in classes_in_data]
-    print(format_metrics_table(metrics, title))
-    if missing:
-        print(
-            f"classes of the model absent from the data (recall undefined, left out of balanced accuracy): {missing}"
-        )
-    print(f"wrote {out}/metrics.json, per_class.csv, predictions.csv and plots")
-    accelerator.log({f"{tag}/{k}": v for k, v in scalar_metrics(metrics).items()})
-    wb = wandb_run(accelerator)
-    log_evaluation(wb, metrics, tag)
-    log_images(wb, {f"plots/{p.stem}": p for p in figures})
 
 
 def _explain(

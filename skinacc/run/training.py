@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
+from skinacc.artifact import set_inference
 from skinacc.checkpoint import Checkpointer
+from skinacc.clinical import DecisionRules
 from skinacc.config import (
     RUN_CONFIG,
     ClinicalArguments,
@@ -37,14 +41,29 @@ from skinacc.config import (
 from skinacc.console import setup_logging
 from skinacc.data.plan import SKIP_LOG
 from skinacc.engine import TrainState
-from skinacc.evaluation import assert_ranks_agree, evaluate
-from skinacc.optim import build_selection, current_lr
-from skinacc.run.clinical import check_clinical
-from skinacc.run.finish import finish_run
+from skinacc.evaluation import (
+    EvalOutput,
+    Predictions,
+    assert_ranks_agree,
+    calibrate_and_test,
+    evaluate,
+    report,
+)
+from skinacc.optim import build_selection, current_lr, selection_summary
+from skinacc.plots import plot_training_curves
+from skinacc.run.clinical import check_clinical, choose_rules, store_rules, wants_rules
+from skinacc.run.oof import write_out_of_fold
 from skinacc.run.setup import TrainingSetup, build_training
-from skinacc.rundir import claim_output_dir, write_history
+from skinacc.rundir import claim_output_dir, oof_temperature, write_history, write_json
 from skinacc.stopping import StopRequest, TrainingStopped
-from skinacc.tracking import format_epoch_line, launch_info, main_print, run_identity, start_tracking
+from skinacc.tracking import (
+    format_epoch_line,
+    launch_info,
+    log_run_end,
+    main_print,
+    run_identity,
+    start_tracking,
+)
 
 __all__ = ["TrainingRun", "make_accelerator"]
 
@@ -339,6 +358,121 @@ class TrainingRun:
     # The end
 
     def finish(self) -> dict[str, Any]:
-        """Calibrate and test the run's model, write the summary, plots and tracker end, publish; the
-        summary (see :func:`skinacc.run.finish.finish_run`)."""
-        return finish_run(self)
+        """Calibrate and test the run's model, write the summary, plots and tracker end, publish.
+
+        A stop during any of it leaves the last epoch's checkpoint to resume from: a resumed run that has
+        no epochs left does exactly this again.
+
+        Returns:
+            The summary (also written to ``summary.json``): the model's epoch and the best epoch with
+            their values, calibration figures, test metrics, the launch.
+        """
+        args, stopper, state = self.args, self.stopper, self.state
+        best_epoch = stopper.best_epoch if self.validates and stopper.best_epoch > 0 else None
+        summary = selection_summary(state.history, args.select_metric, args.select_epoch, best_epoch)
+        summary |= {"select_epoch": args.select_epoch, "select_metric": args.select_metric,
+                    "epochs_run": state.epoch, "stopped_early": stopper.should_stop,
+                    "final_fit": args.final_fit, "launch": self.launch}  # fmt: skip
+        self.accelerator.wait_for_everyone()
+        if args.calibrate_from:
+            t = oof_temperature(args.calibrate_from)[0]
+            summary["calibration_oof_temperature"] = t
+            self._store_temperature(t, f"out-of-fold predictions of {args.calibrate_from}")
+            main_print(
+                self.accelerator,
+                f"temperature {t:.4f} from the out-of-fold predictions of {args.calibrate_from}",
+            )
+        self._test(summary)
+        self._close(summary)
+        return summary
+
+    def _store_temperature(self, t: float, calibrated_on: str) -> None:
+        if self.accelerator.is_main_process:
+            set_inference(self.out / "best", temperature=t, calibrated_on=calibrated_on)
+
+    def _test(self, summary: dict[str, Any]) -> None:
+        """Predict validation again (to fit the temperature, choose decision rules, keep a fold's
+        held-out predictions) and test the model of ``summary["model_epoch"]``."""
+        acc, args, s, clinical = self.accelerator, self.args, self.setup, self.clinical_args
+        fold, best = self.data_args.cv_fold, self.out / "best"
+        testing = args.eval_test and s.plan.sizes["test"] > 0
+        need_val = args.calibrate or wants_rules(clinical) or fold is not None
+        need_val = need_val and s.plan.sizes["validation"] > 0
+        if not (best / "model.safetensors").is_file() or not (need_val or testing):
+            return
+        acc.unwrap_model(s.model, keep_torch_compile=False).load_state_dict(
+            load_file(str(best / "model.safetensors"))
+        )
+        try:
+            cal, val, test = calibrate_and_test(
+                acc, s.predictor(s.model, tta=args.tta), val_loader=s.plan.val_loader if need_val else None,
+                test_loader=s.plan.test_loader if testing else None, stop=self.stop, calibrate=args.calibrate,
+            )  # fmt: skip
+        except TrainingStopped as e:
+            raise self.halt(e.phase, save=False) from None
+        if cal:
+            summary |= {f"calibration_val_{k}": v for k, v in cal.items()}
+            self._store_temperature(cal["temperature"], "validation")
+            main_print(
+                acc,
+                f"calibration on validation ({cal['images']} images, tta {args.tta}): temperature "
+                f"{cal['temperature']:.3f}, ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}, "
+                f"NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f}",
+            )
+        if test is not None and args.calibrate_from:
+            test.temperature = summary["calibration_oof_temperature"]  # the model's stored temperature
+        if not acc.is_main_process:
+            return
+        model_epoch = summary["model_epoch"]
+        if val is not None and fold is not None:
+            pred = self._predictions("validation", val, clinical.subgroup_columns)
+            write_out_of_fold(self.out / "eval_validation", pred, val, fold, model_epoch)
+        rules = DecisionRules()
+        if val is not None and wants_rules(clinical):
+            rules = choose_rules(clinical, s.plan.data.class_names, val.labels, val.probs, val.disagreement)
+            store_rules(best, rules)
+            print("decision rules stored with the model:\n  " + "\n  ".join(rules.describe()))
+        if test is None:
+            return
+        extra = {"model": self.model_args.model, "split": "test", "checkpoint": "best", "model_epoch": model_epoch,
+                 "tta": args.tta, "temperature": test.temperature, "ece_uncalibrated": test.uncalibrated_ece()}  # fmt: skip
+        title = (
+            f"test split, model of epoch {model_epoch} (--select_epoch {args.select_epoch}, tta {args.tta})"
+        )
+        pred = self._predictions("test", test, clinical.subgroup_columns)
+        result = report(pred, self.out / "eval_test", extra=extra, title=title, clinical=clinical, rules=rules,
+                        accelerator=acc, tag="test", step=self.state.global_step)  # fmt: skip
+        summary |= {"test_loss": test.loss, "test_images": len(test.labels)}
+        summary |= {f"test_{k}": v for k, v in result.scalars().items() if k != "num_samples"}
+
+    def _predictions(self, split: str, output: EvalOutput, columns: Sequence[str] = ()) -> Predictions:
+        """The model's predictions of one of the run's splits as a record, with groups and ``columns``."""
+        plan = self.setup.plan
+        return Predictions.from_table(
+            plan.data.dataset[split], class_names=plan.data.class_names, labels=output.labels,
+            probs=output.probs, sample_ids=output.sample_ids, paths=plan.paths(split, output.sample_ids),
+            disagreement=output.disagreement, group_column=self.data_args.group_column, columns=columns,
+            streaming=plan.streaming, metadata_file=self.data_args.metadata_file, root=plan.data.report.root,
+        )  # fmt: skip
+
+    def _close(self, summary: dict[str, Any]) -> None:
+        """Write the summary, the data report and the training curves, end the tracker, publish."""
+        acc, out, log_args = self.accelerator, self.out, self.log_args
+        if acc.is_main_process:
+            data_report = self.setup.plan.data.report
+            if data_report.add_skipped(out / SKIP_LOG):  # read for the first time by the final test
+                data_report.save(out / "data_report.json")
+            write_json(out / "summary.json", summary)
+            if self.state.history:
+                plot_training_curves(self.state.history, out / "training_curves.png")
+            if self.stop.signal:  # uploads can outlast the launcher's grace: leave them to the resumed run
+                raise self.halt("publishing", save=False)
+            artifact = f"{self.identity['name']}-best" if log_args.log_model else None
+            log_run_end(acc, out, {k: v for k, v in summary.items() if k != "launch"}, artifact)
+            if log_args.push_to_hub:
+                from skinacc.hub import export_for_hub, push_folder_to_hub
+
+                folder = export_for_hub(out, out / "hub", log_args.hub_model_id, log_args.hub_license)
+                url = push_folder_to_hub(folder, log_args.hub_model_id, log_args.hub_private)
+                print(f"pushed {folder} to the Hub: {url}")
+        self.end()

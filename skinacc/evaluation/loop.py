@@ -1,4 +1,4 @@
-"""Evaluation gathered exactly once over processes, results written as they come, and the end of a run
+"""The prediction loop: evaluation gathered exactly once over processes, results written as they come, and the end of a run
 (calibration on validation, then the test).
 
 Every image counts once: outputs are gathered with ``gather_for_metrics`` (and a streaming loader's
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from skinacc.calibration import calibrate as calibrate_temperature
-from skinacc.calibration import probs_from_logits
+from skinacc.calibration import probs_from_logits, view_disagreement_of
 from skinacc.console import progress_bar
 from skinacc.predictor import Predictor
 
@@ -72,22 +72,16 @@ class EvalOutput:
         """``loss``, ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``roc_auc_macro`` and ``ece``
         (what training logs and selects on every epoch)."""
         from skinacc.metrics import compute_all
+        from skinacc.metrics.report import HEADLINE
 
         m = compute_all(self.labels, self.probs, class_names, top_k=())
-        keep = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "ece")
-        return {"loss": self.loss} | {k: m[k] for k in keep} | {"images": len(self.labels)}
+        return {"loss": self.loss} | {k: m[k] for k in HEADLINE} | {"images": len(self.labels)}
 
     @property
     def disagreement(self) -> np.ndarray | None:
         """Per image, the share of test-time-augmentation views whose top class differs from the
         averaged prediction's (None with one view): the ``tta_disagreement`` uncertainty."""
-        if self.logits.ndim != 3 or self.logits.shape[1] < 2:
-            return None
-        from scipy.special import softmax
-
-        from skinacc.clinical.selective import view_disagreement
-
-        return view_disagreement(softmax(self.logits.astype(np.float64) / self.temperature, axis=-1))
+        return view_disagreement_of(self.logits, self.temperature)
 
     def uncalibrated_ece(self) -> float:
         """ECE of the probabilities at temperature 1 (what a calibration started from)."""
