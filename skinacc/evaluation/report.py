@@ -71,7 +71,8 @@ def report(
         clinical: Run the clinical evaluation with these options (None: none).
         rules: Decision rules frozen on validation, applied and described in ``clinical.json``.
         plots: Draw the figures.
-        accelerator: Log the scalars, tables and figures to its trackers under ``tag`` (None: no logging).
+        accelerator: Log the scalars, tables and figures to its trackers (None: no logging).
+        tag: The trackers' prefix (``test/balanced_accuracy``; the split or folder evaluated).
         step: The tracker step of the scalars.
 
     Returns:
