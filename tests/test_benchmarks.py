@@ -359,3 +359,33 @@ def test_scale_benchmark_tiny(isic8, tmp_path):
     assert all(r["images"] == 128 for r in res["loaders"])
     assert res["predict"][0]["images"] == 100 and res["predict"][0]["peak_pss_mb"] > 0
     assert (tmp_path / "work" / "links_x1" / ".complete").is_file()
+
+
+def test_same_outputs_tells_a_changed_field_from_a_timing_or_a_path(tmp_path):
+    """benchmarks/same_outputs.py, the check that a restructuring left a run's files alone."""
+    import numpy as np
+
+    for name, (acc, secs) in {"before": (0.5, 1.0), "after": (0.5, 9.0)}.items():
+        d = tmp_path / name
+        (d / "eval").mkdir(parents=True)
+        (d / "eval" / "metrics.json").write_text(
+            json.dumps({"accuracy": acc, "seconds": secs, "model": str(d / "best"), "nan": float("nan")})
+        )
+        (d / "history.csv").write_text(f"epoch,val_loss,epoch_seconds\n1,0.25,{secs}\n")
+        np.savez(d / "oof.npz", probs=np.eye(2), path=np.array([str(d / "a.jpg"), str(d / "b.jpg")]))
+    script = [sys.executable, str(REPO / "benchmarks" / "same_outputs.py")]
+    same = subprocess.run([*script, tmp_path / "before", tmp_path / "after"], capture_output=True, text=True)
+    assert same.returncode == 0, same.stdout
+    (tmp_path / "after" / "history.csv").write_text("epoch,val_loss,epoch_seconds\n1,0.26,9.0\n")
+    (tmp_path / "after" / "extra.png").write_bytes(b"png")
+    np.savez(tmp_path / "after" / "oof.npz", probs=np.eye(2) * 0.5, path=np.array(["x", "y"]))
+    differ = subprocess.run(
+        [*script, tmp_path / "before", tmp_path / "after"], capture_output=True, text=True
+    )
+    assert differ.returncode == 1
+    lines = differ.stdout.splitlines()
+    assert "history.csv[0].val_loss: '0.25' vs '0.26'" in lines
+    assert "extra.png: only in after" in lines and "oof.npz:probs: arrays differ" in lines
+    assert any(line.startswith("oof.npz:path[0]:") for line in lines) and lines[-1].startswith(
+        "5 difference(s)"
+    )
