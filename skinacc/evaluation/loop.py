@@ -1,5 +1,5 @@
-"""The prediction loop: evaluation gathered exactly once over processes, results written as they come, and the end of a run
-(calibration on validation, then the test).
+"""The prediction loop: evaluation gathered exactly once over processes, results written as they come,
+and the end of a run (calibration on validation, then the test).
 
 Every image counts once: outputs are gathered with ``gather_for_metrics`` (and a streaming loader's
 padding rows dropped), so one and two processes give the same numbers. Probabilities come from the one

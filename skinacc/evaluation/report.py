@@ -90,7 +90,8 @@ def report(
         absent = [c for c, r in metrics["per_class"].items() if r["support"] == 0]
         if absent:
             print(
-                f"classes of the model absent from the data (recall undefined, left out of balanced accuracy): {absent}"
+                "classes of the model absent from the data (recall undefined, left out of balanced "
+                f"accuracy): {absent}"
             )
     if clinical is not None:
         result.clinical = _clinical(pred, clinical, rules)

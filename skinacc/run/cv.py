@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from skinacc.calibration import fit_temperature, view_disagreement_of
 from skinacc.config import (
     ClinicalArguments,
     DataArguments,
@@ -38,8 +39,8 @@ from skinacc.config import (
     read_run_config,
 )
 from skinacc.ensemble import ENSEMBLE_DIR
-from skinacc.evaluation import Predictions
-from skinacc.metrics.report import HEADLINE
+from skinacc.evaluation import Predictions, report
+from skinacc.metrics.report import HEADLINE, scalar_metrics
 from skinacc.run.cv_models import write_cv_ensemble
 from skinacc.run.oof import OOF_FILE, read_out_of_fold
 
@@ -127,9 +128,6 @@ def cv_report(
     Raises:
         ValueError: A fold is missing, or an image is predicted by two folds.
     """
-    from skinacc.calibration import fit_temperature
-    from skinacc.evaluation import report
-    from skinacc.metrics.report import scalar_metrics
     from skinacc.rundir import CV_REPORT, write_json
 
     parts, per_fold, tta = _read_folds(out, folds)
@@ -202,8 +200,6 @@ def _join(parts: list[dict[str, Any]], group_column: str | None) -> Predictions:
     Raises:
         ValueError: An image is predicted by two folds.
     """
-    from skinacc.calibration import view_disagreement_of
-
     cat = {k: np.concatenate([p[k] for p in parts]) for k in ("sample_id", "label", "probs", "path", "group")}
     columns = set.intersection(*(set(p["metadata"]) for p in parts))
     cat |= {f"meta:{c}": np.concatenate([p["metadata"][c] for p in parts]) for c in columns}
@@ -220,6 +216,7 @@ def _join(parts: list[dict[str, Any]], group_column: str | None) -> Predictions:
     groups = cat["group"] if group_column and (cat["group"] != "").any() else None
     return Predictions(
         parts[0]["class_names"], cat["label"], cat["probs"], cat["sample_id"], list(cat["path"]),
-        disagreement=cat.get("disagreement"), groups=groups, group_by=group_column if groups is not None else None,
+        disagreement=cat.get("disagreement"), groups=groups,
+        group_by=group_column if groups is not None else None,
         metadata={c: list(cat[f"meta:{c}"]) for c in columns},
     )  # fmt: skip

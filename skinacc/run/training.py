@@ -434,14 +434,15 @@ class TrainingRun:
             print("decision rules stored with the model:\n  " + "\n  ".join(rules.describe()))
         if test is None:
             return
-        extra = {"model": self.model_args.model, "split": "test", "checkpoint": "best", "model_epoch": model_epoch,
-                 "tta": args.tta, "temperature": test.temperature, "ece_uncalibrated": test.uncalibrated_ece()}  # fmt: skip
+        extra = {"model": self.model_args.model, "split": "test", "checkpoint": "best",
+                 "model_epoch": model_epoch, "tta": args.tta, "temperature": test.temperature,
+                 "ece_uncalibrated": test.uncalibrated_ece()}  # fmt: skip
         title = (
             f"test split, model of epoch {model_epoch} (--select_epoch {args.select_epoch}, tta {args.tta})"
         )
         pred = self._predictions("test", test, clinical.subgroup_columns)
-        result = report(pred, self.out / "eval_test", extra=extra, title=title, clinical=clinical, rules=rules,
-                        accelerator=acc, tag="test", step=self.state.global_step)  # fmt: skip
+        result = report(pred, self.out / "eval_test", extra=extra, title=title, clinical=clinical,
+                        rules=rules, accelerator=acc, tag="test", step=self.state.global_step)  # fmt: skip
         summary |= {"test_loss": test.loss, "test_images": len(test.labels)}
         summary |= {f"test_{k}": v for k, v in result.scalars().items() if k != "num_samples"}
 
